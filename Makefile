@@ -1,0 +1,63 @@
+# skelrecall: `make help` lists the targets. Every target that needs the environment depends on
+# `install`, so `make reproduce` and `make test` each work as the first command on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON        ?= python3
+VENV          ?= .venv
+PROFILE       ?= cpu
+TORCH_VERSION ?= 2.13.0
+EXTRAS        ?= dev,hrnet
+BIN           := $(VENV)/bin
+comma         := ,
+STAMP         := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|paper)  EXTRAS=$(EXTRAS)  TORCH_VERSION=$(TORCH_VERSION)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# No CUDA here: put the CPU build of torch in first, or `torch>=2.1` would pull a multi-GB CUDA build.
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "no GPU found: installing torch==$(TORCH_VERSION) (CPU)"; \
+		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"; fi
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+install: $(STAMP) ## create .venv and install the package with EXTRAS (idempotent)
+
+test: install ## run the test suite
+	$(BIN)/python -m pytest -q
+
+data: install ## make a dataset: DATASET=synthetic_2d, or DATASET=drive RAW=/path/to/download
+	@if [ -n "$(RAW)" ]; then $(BIN)/skelrecall-data convert $(DATASET) --raw "$(RAW)"; \
+	else $(BIN)/skelrecall-data synthesize $(or $(DATASET),synthetic_2d); fi
+
+train: install ## one run: make train ARGS="dataset=synthetic_2d loss=skeleton_recall loss.w=0.1"
+	$(BIN)/skelrecall-train profile=$(PROFILE) $(ARGS)
+
+sweep: install ## Hydra multirun: make sweep ARGS="loss=dice_ce,skeleton_recall loss.w=0.1,1.0"
+	$(BIN)/skelrecall-train --multirun profile=$(PROFILE) $(ARGS)
+
+evaluate: install ## score a folder: make evaluate PRED=dir LABELS=dir
+	$(BIN)/skelrecall-evaluate --pred "$(PRED)" --labels "$(LABELS)"
+
+report: install ## tables from finished runs of PROFILE into reports/tables
+	$(BIN)/skelrecall-report --runs runs/$(PROFILE)/foundation --name foundation_$(PROFILE) \
+		--title "Dice+CE vs Skeleton Recall on synthetic_2d ($(PROFILE) profile)"
+
+reproduce: install ## the main job: synthetic data, both losses, evaluation, table (PROFILE=cpu|smoke)
+	$(BIN)/skelrecall-data synthesize synthetic_2d
+	$(BIN)/skelrecall-train --multirun experiment_name=foundation profile=$(PROFILE) loss=dice_ce,skeleton_recall
+	@$(MAKE) --no-print-directory report PROFILE=$(PROFILE)
+
+bench: install ## resource benchmarks into reports/bench (ratios measured in one run)
+	$(BIN)/skelrecall-bench all
+
+clean: ## remove run folders and caches (keeps data/ and .venv)
+	rm -rf runs outputs multirun .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +
+
+.PHONY: help install test data train sweep evaluate report reproduce bench clean

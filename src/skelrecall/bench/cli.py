@@ -1,0 +1,25 @@
+"""``skelrecall-bench {metrics,losses,all}``: run the benchmarks and write ``reports/bench/``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+SUITES = {
+    "metrics": "skelrecall.bench.metrics",
+    "losses": "skelrecall.bench.losses",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="skelrecall-bench", description=__doc__)
+    parser.add_argument("suite", choices=[*SUITES, "all"])
+    parser.add_argument("--out", default="reports/bench", help="output folder (default: reports/bench)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check of the code path")
+    args = parser.parse_args(argv)
+    for name in SUITES if args.suite == "all" else [args.suite]:
+        importlib.import_module(SUITES[name]).run(out_dir=args.out, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,481 @@
+"""Resource benchmark of the losses: ``<out_dir>/losses.{csv,md}`` and ``losses_overhead.png``.
+
+One full training step (network forward, loss, backward) of the project's nnU-Net U-Net
+(``skelrecall.models.unet.build_unet``, deep supervision on) with each loss:
+
+* ``dice_ce``: CE + soft Dice (the baseline every ratio is taken against)
+* ``skeleton_recall``: + Skeleton Recall, our gather implementation (w = 1)
+* ``skeleton_recall_onehot``: + Skeleton Recall computed like the official code (one-hot, O(C*N))
+* ``cldice``: + soft clDice (10 iterations, upstream behaviour)
+* ``topo_cldice``: + Topo-clDice (our implementation of Menten et al.; 2D only, as in the paper)
+
+for 2D and 3D and C in {2, 4, 8, 14} classes (background included). Every configuration runs in a
+fresh process (``python -m skelrecall.bench.losses --worker``), so that its peak memory is its own:
+on CPU the peak of the bytes held by torch's allocator during one step (read from the torch
+profiler's allocation events; deterministic, the analogue of ``torch.cuda.max_memory_allocated``)
+and the peak resident set size of the process (``getrusage``); on CUDA
+``torch.cuda.max_memory_allocated``. Time: per step, the median over the timed steps of the wall
+time and of the process CPU time (user + system; less sensitive to other programs sharing the
+cores). Configurations are run in rounds, each round going through all losses of one (dims, C)
+back to back, so that slow phases of a shared machine hit all losses alike; ratios use the median
+over rounds. Each worker also times the loss alone (forward + backward on fixed logits).
+
+Goals of issue 4 (checked and printed, not assumed): Skeleton Recall adds at most 3% step time and
+2% peak memory over dice_ce; its memory ratio at C = 14 is at most 1.1x that at C = 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LOSSES = ["dice_ce", "skeleton_recall", "skeleton_recall_onehot", "cldice", "topo_cldice"]
+CLASSES = [2, 4, 8, 14]
+
+# Full run on a 2-core CPU: nnU-Net's full-width U-Net at sizes that keep the run near 10 minutes
+# (the paper's 2D 512x512 step alone takes 25-40 s here, its 3D 80x160x192 patch is impractical).
+# One thread per worker: on a small shared machine, multi-threaded steps spin-wait and both wall
+# and CPU times become erratic; single-threaded CPU time is the cleanest measure of cost.
+FULL = {
+    "sizes": {2: (2, (128, 128)), 3: (2, (16, 32, 32))},
+    "classes": CLASSES,
+    "steps": 5,
+    "rounds": 1,
+    "loss_repeats": 3,
+    "threads": 1,
+}
+# Quick: tiny sizes; only the first configuration runs in a subprocess (to check that path), the
+# others run in this process, so its memory numbers mean nothing.
+QUICK = {
+    "sizes": {2: (1, (32, 32)), 3: (1, (8, 16, 16))},
+    "classes": [2, 3],
+    "steps": 1,
+    "rounds": 1,
+    "loss_repeats": 1,
+    "threads": 1,
+}
+GOAL_TIME = 0.03
+GOAL_MEM = 0.02
+GOAL_MEM_GROWTH = 1.1
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+
+def synthetic_batch(batch: int, spatial: tuple[int, ...], classes: int, seed: int = 0):
+    """Thin random tubes (radius 1-2) with random classes, and a tubed-skeleton-like map.
+
+    The skeleton is the tube centre line dilated by one voxel, times the label: its content does
+    not change the cost of Skeleton Recall; the tubes give clDice/Topo-clDice realistic work.
+    """
+    rng = np.random.default_rng(seed)
+    dims = len(spatial)
+    label = np.zeros((batch, *spatial), np.int64)
+    centre = np.zeros((batch, *spatial), bool)
+    size = np.asarray(spatial, float)
+    n_tubes = max(3, int(np.prod(spatial) ** (1 / dims) / 8))
+    for b in range(batch):
+        for t in range(n_tubes):
+            cls = 1 + (t % (classes - 1))
+            p0, p1 = rng.uniform(0, 1, dims) * (size - 1), rng.uniform(0, 1, dims) * (size - 1)
+            n = int(np.abs(p1 - p0).max() * 2) + 2
+            pts = np.round(p0 + np.linspace(0, 1, n)[:, None] * (p1 - p0)).astype(int)
+            r = int(rng.integers(1, 3))
+            for off in np.ndindex(*(2 * r + 1,) * dims):
+                q = np.clip(pts + np.asarray(off) - r, 0, size.astype(int) - 1)
+                label[(b, *q.T)] = cls
+            centre[(b, *pts.T)] = True
+    from scipy import ndimage as ndi
+
+    tube = np.stack([ndi.binary_dilation(c, ndi.generate_binary_structure(dims, 1)) for c in centre])
+    skeleton = label * tube
+    return label[:, None], skeleton[:, None]
+
+
+def make_loss(name: str, classes: int, dims: int):
+    from skelrecall.losses import (CompoundLoss, DeepSupervisionLoss, DiceCELoss, SkeletonRecallLoss,
+                                   SoftclDiceLoss, TopoClDiceLoss)
+
+    conn = {
+        "dice_ce": None,
+        "skeleton_recall": lambda: SkeletonRecallLoss(),
+        "skeleton_recall_onehot": lambda: SkeletonRecallLoss(one_hot=True),
+        "cldice": lambda: SoftclDiceLoss(iterations=10),
+        "topo_cldice": lambda: TopoClDiceLoss(iterations=5 if dims == 2 else 10),
+    }[name]
+    return CompoundLoss(DiceCELoss(), None if conn is None else conn(), w=0.0 if conn is None else 1.0)
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One configuration in this (fresh) process; returns the measurements."""
+    import torch
+
+    threads = spec.get("threads")
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _measure(spec)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _measure(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from skelrecall.losses import DeepSupervisionLoss
+    from skelrecall.models.unet import build_unet
+
+    torch.manual_seed(0)
+    dims, classes, batch = spec["dims"], spec["classes"], spec["batch"]
+    spatial = tuple(spec["spatial"])
+    device = torch.device(spec.get("device", "cpu"))
+    cuda = device.type == "cuda"
+    model = build_unet(dims, 1, classes, spatial, deep_supervision=True).to(device).train()
+    loss = DeepSupervisionLoss(make_loss(spec["loss"], classes, dims), weights=model.ds_weights)
+    label, skel = synthetic_batch(batch, spatial, classes)
+    x = torch.randn(batch, 1, *spatial, device=device)
+    target = torch.as_tensor(label, device=device)
+    skeleton = torch.as_tensor(skel, device=device)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        outs = model(x)
+        total, _ = loss(outs, target, skeleton)
+        total.backward()
+        sync()
+        return outs
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        idle_cuda = torch.cuda.memory_allocated() / 2**20
+    outs = step()  # warm-up (also sets the memory high-water mark)
+    wall, cpu = [], []
+    for _ in range(int(spec["steps"])):
+        t0, c0 = time.perf_counter(), time.process_time()
+        outs = step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    result = {
+        **spec,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "n_outputs": len(outs),
+        "step_wall_s": statistics.median(wall),
+        "step_cpu_s": statistics.median(cpu),
+        "peak_rss_mb": peak_rss,
+    }
+    if cuda:
+        result["peak_alloc_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["step_alloc_mb"] = result["peak_alloc_mb"] - idle_cuda
+    # the loss alone on fixed logits
+    fixed = [o.detach().requires_grad_(True) for o in outs]
+    times = []
+    for _ in range(int(spec.get("loss_repeats", 1))):
+        t0 = time.perf_counter()
+        total, _ = loss(fixed, target, skeleton)
+        total.backward()
+        sync()
+        times.append(time.perf_counter() - t0)
+    result["loss_only_wall_s"] = statistics.median(times)
+    if not cuda:
+        # start from resident tensors only: no graph, no outputs, no gradients
+        del fixed, total, outs
+        model.zero_grad(set_to_none=True)
+        import gc
+
+        gc.collect()
+        resident = _tensor_bytes([*model.parameters(), *model.buffers(), x, target, skeleton])
+        added = _peak_allocated_during(step)
+        result["peak_alloc_mb"] = (resident + added) / 2**20
+        result["step_alloc_mb"] = added / 2**20
+    return result
+
+
+def _tensor_bytes(tensors) -> int:
+    seen = {}
+    for t in tensors:
+        st = t.untyped_storage()
+        seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
+def _peak_allocated_during(fn) -> int:
+    """Peak of the bytes allocated minus freed by torch's CPU allocator while ``fn`` runs.
+
+    Read from the allocation events of the torch profiler (``profile_memory=True``): the exact,
+    deterministic CPU counterpart of ``torch.cuda.max_memory_allocated`` (without caching).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    current = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        current += e.nbytes()
+        peak = max(peak, current)
+    return peak
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+
+def _run_worker(spec: dict[str, Any], fresh_process: bool = True) -> dict[str, Any]:
+    if not fresh_process:
+        return worker(spec)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "skelrecall.bench.losses", "--worker", json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark worker failed for {spec}:\n{proc.stderr[-3000:]}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1])
+
+
+def machine_description() -> dict[str, str]:
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {
+        "cpu": f"{cpu}, {os.cpu_count()} logical cores, {mem}",
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch threads per worker": "1 (set by the benchmark)",
+        "platform": platform.platform(),
+    }
+
+
+def run(out_dir: str = "reports/bench", quick: bool = False, device: str | None = None) -> None:
+    """Run every configuration in its own process and write the CSV, the report and the figure."""
+    import pandas as pd
+    import torch
+
+    from skelrecall.io import atomic_write
+
+    plan = QUICK if quick else FULL
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(out_dir)
+    machine = machine_description()
+    load_before = os.getloadavg()
+    t_start = time.time()
+    rows = []
+    for rnd in range(plan["rounds"]):
+        for dims, (batch, spatial) in plan["sizes"].items():
+            for classes in plan["classes"]:
+                for name in LOSSES:
+                    if name == "topo_cldice" and dims == 3:
+                        continue
+                    spec = {"dims": dims, "classes": classes, "batch": batch, "spatial": list(spatial),
+                            "loss": name, "steps": plan["steps"], "loss_repeats": plan["loss_repeats"],
+                            "device": device, "threads": plan["threads"], "round": rnd}
+                    res = _run_worker(spec, fresh_process=not (quick and rows))
+                    rows.append(res)
+                    print(f"[losses bench] {dims}D C={classes:2d} {name:24s} round {rnd}: "
+                          f"step {res['step_wall_s']:.2f} s wall / {res['step_cpu_s']:.2f} s cpu, "
+                          f"peak alloc {res['peak_alloc_mb']:.0f} MB, peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+    elapsed = time.time() - t_start
+    raw = pd.DataFrame(rows)
+    raw["spatial"] = raw["spatial"].map(lambda s: "x".join(map(str, s)))
+    table = summarise(raw, cuda=device == "cuda")
+    atomic_write(out / "losses.csv", lambda p: table.to_csv(p, index=False, float_format="%.5g"))
+    atomic_write(out / "losses_raw.csv", lambda p: raw.drop(columns=["device"]).to_csv(p, index=False, float_format="%.5g"))
+    checks = goal_checks(table)
+    report = render_report(table, checks, machine, plan, device, elapsed, load_before, os.getloadavg(), quick)
+    atomic_write(out / "losses.md", lambda p: p.write_text(report))
+    atomic_write(out / "losses_overhead.png", lambda p: plot_overhead(table, p))
+    print(report)
+
+
+def summarise(raw, cuda: bool):
+    """Median over rounds per configuration, and ratios to dice_ce of the same (dims, C)."""
+    keys = ["dims", "spatial", "batch", "classes", "loss"]
+    agg = raw.groupby(keys, as_index=False).agg(
+        step_wall_s=("step_wall_s", "median"), step_cpu_s=("step_cpu_s", "median"),
+        peak_alloc_mb=("peak_alloc_mb", "median"), step_alloc_mb=("step_alloc_mb", "median"),
+        peak_rss_mb=("peak_rss_mb", "median"), loss_only_wall_s=("loss_only_wall_s", "median"),
+        params_m=("params_m", "first"), n_outputs=("n_outputs", "first"), rounds=("round", "count"))
+    base = agg[agg["loss"] == "dice_ce"].set_index(["dims", "classes"])
+
+    def ref(col):
+        return agg.apply(lambda r: base.loc[(r["dims"], r["classes"]), col], axis=1)
+
+    agg["cpu_ratio"] = agg["step_cpu_s"] / ref("step_cpu_s")
+    agg["wall_ratio"] = agg["step_wall_s"] / ref("step_wall_s")
+    agg["alloc_ratio"] = agg["peak_alloc_mb"] / ref("peak_alloc_mb")
+    agg["step_alloc_ratio"] = agg["step_alloc_mb"] / ref("step_alloc_mb")
+    agg["rss_ratio"] = agg["peak_rss_mb"] / ref("peak_rss_mb")
+    agg["loss_only_vs_step"] = agg["loss_only_wall_s"] / ref("step_wall_s")
+    # added time estimated from the loss alone: (loss - dice_ce loss) / dice_ce step
+    agg["loss_overhead"] = (agg["loss_only_wall_s"] - ref("loss_only_wall_s")) / ref("step_wall_s")
+    order = {n: i for i, n in enumerate(LOSSES)}
+    return agg.sort_values(["dims", "classes", "loss"], key=lambda s: s.map(order) if s.name == "loss" else s)
+
+
+def goal_checks(table) -> list[tuple[str, str, bool]]:
+    """Issue 4's goals for Skeleton Recall (gather), judged on the numbers of this run.
+
+    Time: the mean over C of the CPU-time ratio (single steps are noisy on a shared machine; the
+    per-C values and the loss-alone estimate are printed beside it). Memory: the largest peak
+    allocation ratio over C (deterministic). Growth: alloc ratio at C=14 / alloc ratio at C=2.
+    """
+    checks = []
+    sr = table[table["loss"] == "skeleton_recall"]
+    for dims, grp in sr.groupby("dims"):
+        grp = grp.sort_values("classes")
+        per_c = ", ".join(f"C={c}: {r - 1:+.1%}" for c, r in zip(grp["classes"], grp["cpu_ratio"]))
+        t = grp["cpu_ratio"].mean() - 1
+        lo = grp["loss_overhead"].mean()
+        checks.append((f"{dims}D Skeleton Recall step time overhead <= {GOAL_TIME:.0%}",
+                       f"mean over C {t:+.1%} CPU time ({per_c}; wall {grp['wall_ratio'].mean() - 1:+.1%}; "
+                       f"from the loss alone {lo:+.1%})", bool(t <= GOAL_TIME)))
+        m = grp["alloc_ratio"].max() - 1
+        checks.append((f"{dims}D Skeleton Recall peak memory overhead <= {GOAL_MEM:.0%}",
+                       f"max over C {m:+.2%} peak allocated (peak RSS: max {grp['rss_ratio'].max() - 1:+.1%})",
+                       bool(m <= GOAL_MEM)))
+        by_c = grp.set_index("classes")
+        if {2, 14} <= set(by_c.index):
+            r = by_c.loc[14, "alloc_ratio"] / by_c.loc[2, "alloc_ratio"]
+            checks.append((f"{dims}D Skeleton Recall memory ratio at C=14 <= {GOAL_MEM_GROWTH}x that at C=2",
+                           f"{by_c.loc[14, 'alloc_ratio']:.4f} / {by_c.loc[2, 'alloc_ratio']:.4f} = {r:.4f}",
+                           bool(r <= GOAL_MEM_GROWTH)))
+    return checks
+
+
+def _md_table(df) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+def render_report(table, checks, machine, plan, device, elapsed, load_before, load_after, quick) -> str:
+    mem_name = ("torch.cuda.max_memory_allocated" if device == "cuda"
+                else "the torch CPU allocator's events read with the torch profiler")
+    sizes = ", ".join(f"{d}D: batch {b}, {'x'.join(map(str, s))}" for d, (b, s) in plan["sizes"].items())
+    lines = [
+        "# Loss resource benchmark" + (" (QUICK mode: code-path check, numbers meaningless)" if quick else ""),
+        "",
+        "Generated by `skelrecall-bench losses` (`skelrecall.bench.losses`). Every number is measured in",
+        "this run; ratios are against `dice_ce` with the same dimensionality and number of classes.",
+        "",
+        "## Machine",
+        "",
+        *[f"- {k}: {v}" for k, v in machine.items()],
+        f"- device used: {device}",
+        f"- load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
+        f"after: {', '.join(f'{x:.2f}' for x in load_after)} (other programs shared the cores)",
+        f"- total time: {elapsed / 60:.1f} min",
+        "",
+        "## Setup",
+        "",
+        f"- network: nnU-Net's PlainConvUNet (`skelrecall.models.unet.build_unet`, full width: 32 base",
+        "  features), deep supervision on, nnU-Net's weights; one training step = forward, loss, backward",
+        f"- sizes: {sizes} (the paper's 2D 512x512 and 3D 80x160x192 are impractical on this CPU;",
+        "  network and loss costs both scale with the number of voxels, so the ratios carry over only",
+        "  approximately: per-class constant costs weigh more at small sizes)",
+        f"- classes C (background included): {plan['classes']}; losses: {', '.join(LOSSES)} (Topo-clDice 2D only)",
+        f"- w = 1 for every connectivity loss; clDice 10 iterations; Topo-clDice 5 (2D) iterations,",
+        "  Boolean simple-point test, probabilistic binarisation",
+        "- synthetic thin tubes as labels; the skeleton map is the centre line dilated by one voxel",
+        f"- each configuration in a fresh process{' (quick: only the first)' if quick else ''}, one torch thread; 1 warm-up step, then the median of {plan['steps']} steps;",
+        f"  {plan['rounds']} round(s), median over rounds",
+        f"- memory: `peak_alloc_mb` = {mem_name}: resident tensors (parameters, batch) plus the peak of",
+        "  the bytes allocated minus freed during one step (the deterministic analogue of the GPU memory",
+        "  in the paper's Fig. 6/7); `step_alloc_mb` the step's part alone; `peak_rss_mb` the peak",
+        "  resident set size of the process (getrusage; includes Python and torch, and allocator noise)",
+        "- `cpu_ratio` uses process CPU time (user + system), `wall_ratio` wall-clock time; on a shared",
+        "  machine the CPU time is the steadier measure of cost",
+        "- `loss_only_vs_step`: time of the loss alone (forward + backward on fixed logits, all",
+        "  deep-supervision outputs) divided by the whole dice_ce step; `loss_overhead`: the loss alone",
+        "  minus dice_ce's loss alone, divided by the dice_ce step (a low-noise estimate of added time)",
+        "",
+        "## Goals (issue 4)",
+        "",
+    ]
+    for goal, value, ok in checks:
+        lines.append(f"- {'MET' if ok else 'NOT MET'}: {goal}: {value}")
+    cols = ["dims", "spatial", "classes", "loss", "step_cpu_s", "step_wall_s", "peak_alloc_mb", "step_alloc_mb",
+            "peak_rss_mb", "cpu_ratio", "wall_ratio", "alloc_ratio", "step_alloc_ratio", "rss_ratio",
+            "loss_only_vs_step", "loss_overhead"]
+    shown = table[cols]
+    lines += ["", "## Results", "", _md_table(shown), "",
+              "Figure: `losses_overhead.png` (time and peak-memory ratio to dice_ce against C, like the",
+              "paper's Fig. 7).", ""]
+    return "\n".join(lines)
+
+
+def plot_overhead(table, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims_list = sorted(table["dims"].unique())
+    fig, axes = plt.subplots(2, len(dims_list), figsize=(5 * len(dims_list), 7), squeeze=False)
+    for j, dims in enumerate(dims_list):
+        sub = table[table["dims"] == dims]
+        for name in LOSSES:
+            g = sub[sub["loss"] == name].sort_values("classes")
+            if g.empty:
+                continue
+            axes[0, j].plot(g["classes"], g["cpu_ratio"], marker="o", label=name)
+            axes[1, j].plot(g["classes"], g["alloc_ratio"], marker="o", label=name)
+        size = sub["spatial"].iloc[0]
+        axes[0, j].set_title(f"{dims}D, {size}: step time (CPU) / dice_ce")
+        axes[1, j].set_title(f"{dims}D, {size}: peak allocated memory / dice_ce")
+        for ax in axes[:, j]:
+            ax.axhline(1.0, color="grey", lw=0.8)
+            ax.set_xlabel("number of classes C")
+            ax.set_xticks(sorted(sub["classes"].unique()))
+        axes[1, j].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help="internal: JSON spec of one configuration")
+    parser.add_argument("--out", default="reports/bench")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))), flush=True)
+        return
+    run(out_dir=args.out, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Lightning DataModule: cases in memory, patch sampling, augmentation, tubed skeletons.
+
+Training samples are produced per item in the DataLoader workers (CPU):
+
+1. pick a case at random; with probability ``foreground_fraction`` (nnU-Net: 1/3) centre the
+   patch on a random foreground voxel, otherwise place it uniformly (images smaller than the patch
+   are padded with zeros / background);
+2. augment image and label together with MONAI transforms (rotation and scaling, Gaussian noise
+   and blur, brightness, contrast, gamma, low-resolution simulation, mirroring);
+3. compute :func:`skelrecall.skeleton.tubed_skeleton` of the *augmented* label patch.
+
+Intensities are normalized per case at load time (nnU-Net style): ``zscore`` per image and channel,
+or ``ct``: clip to the 0.5/99.5 percentiles of the training foreground and z-score with the
+training foreground's mean and standard deviation. Validation and test cases are whole images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from skelrecall.data.layout import DatasetLayout
+from skelrecall.io import read_image
+from skelrecall.skeleton import tubed_skeleton
+
+MAX_FG_COORDS = 20_000  # foreground voxels kept per case for oversampling
+
+
+@dataclass
+class Case:
+    name: str
+    image: np.ndarray  # float32 (C, *spatial), normalized
+    label: np.ndarray  # uint8/int16 (1, *spatial)
+    meta: dict[str, Any]
+    fg_coords: np.ndarray  # (n, ndim) sample of foreground voxel coordinates
+
+
+def read_case_image(layout: DatasetLayout, case: str, split: str, dims: int) -> tuple[np.ndarray, dict]:
+    """All channel files of ``case`` stacked to ``(C, *spatial)`` float32 (PNG RGB gives 3 channels)."""
+    channels, meta = [], {}
+    for path in layout.image_files(case, split):
+        arr, meta = read_image(path)
+        if arr.ndim == dims + 1 and arr.shape[-1] in (3, 4):  # (H, W, RGB[A]) -> channels first
+            channels.extend(np.moveaxis(arr[..., :3], -1, 0))
+        elif arr.ndim == dims:
+            channels.append(arr)
+        else:
+            raise ValueError(f"{path}: expected a {dims}D image, got shape {arr.shape}")
+    return np.stack(channels).astype(np.float32), meta
+
+
+def read_case_label(layout: DatasetLayout, case: str, split: str, dims: int) -> np.ndarray:
+    path = layout.label_file(case, split)
+    arr, _ = read_image(path)
+    if arr.ndim != dims:
+        raise ValueError(f"{path}: expected a {dims}D label map, got shape {arr.shape}")
+    return arr[None].astype(np.int16)
+
+
+def zscore(image: np.ndarray) -> np.ndarray:
+    """Per-channel z-score over the whole image."""
+    mean = image.mean(axis=tuple(range(1, image.ndim)), keepdims=True)
+    std = image.std(axis=tuple(range(1, image.ndim)), keepdims=True)
+    return (image - mean) / np.maximum(std, 1e-8)
+
+
+def ct_statistics(images: list[np.ndarray], labels: list[np.ndarray], rng: np.random.Generator) -> dict:
+    """nnU-Net's CT statistics: percentiles 0.5/99.5, mean and std of foreground intensities."""
+    samples = []
+    for img, lab in zip(images, labels):
+        values = img[:, lab[0] > 0].T  # (n, C)
+        if len(values) > 10_000:
+            values = values[rng.choice(len(values), 10_000, replace=False)]
+        samples.append(values)
+    values = np.concatenate(samples) if samples else np.zeros((0, images[0].shape[0]))
+    if len(values) == 0:
+        raise ValueError("normalization 'ct' needs foreground in the training labels")
+    return {"low": np.percentile(values, 0.5, axis=0), "high": np.percentile(values, 99.5, axis=0),
+            "mean": values.mean(axis=0), "std": values.std(axis=0)}
+
+
+def ct_normalize(image: np.ndarray, stats: dict) -> np.ndarray:
+    shape = (-1,) + (1,) * (image.ndim - 1)
+    clipped = np.clip(image, stats["low"].reshape(shape), stats["high"].reshape(shape))
+    return (clipped - stats["mean"].reshape(shape)) / np.maximum(stats["std"].reshape(shape), 1e-8)
+
+
+def build_augmentation(dims: int, enabled: bool = True):
+    """nnU-Net-like augmentation as a MONAI dictionary transform over keys ``image`` and ``label``."""
+    from monai import transforms as T
+
+    if not enabled:
+        return None
+    keys = ["image", "label"]
+    rotate = (np.pi,) if dims == 2 else (np.pi / 6,) * 3
+    return T.Compose([
+        T.RandAffined(keys, prob=0.2, rotate_range=rotate, scale_range=(0.3,) * dims,
+                      mode=("bilinear", "nearest"), padding_mode="zeros"),
+        T.RandGaussianNoised("image", prob=0.1, std=0.1),
+        T.RandGaussianSmoothd("image", prob=0.2, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
+        T.RandScaleIntensityd("image", prob=0.15, factors=0.25),
+        T.RandAdjustContrastd("image", prob=0.15, gamma=(0.7, 1.5)),
+        T.RandSimulateLowResolutiond("image", prob=0.125, zoom_range=(0.5, 1.0),
+                                     upsample_mode="bilinear" if dims == 2 else "trilinear"),
+        *[T.RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(dims)],
+    ])
+
+
+def crop_patch(case: Case, patch: tuple[int, ...], rng: np.random.Generator, force_fg: bool):
+    """A ``patch``-sized crop of image and label, padded where the case is smaller."""
+    spatial = case.label.shape[1:]
+    if force_fg and len(case.fg_coords):
+        centre = case.fg_coords[rng.integers(len(case.fg_coords))]
+        start = [int(c) - p // 2 for c, p in zip(centre, patch)]
+    else:
+        start = [int(rng.integers(min(0, s - p), max(0, s - p) + 1)) for s, p in zip(spatial, patch)]
+    start = [min(max(st, min(0, s - p)), max(0, s - p)) for st, s, p in zip(start, spatial, patch)]
+    src = tuple(slice(max(st, 0), min(st + p, s)) for st, s, p in zip(start, spatial, patch))
+    dst = tuple(slice(sl.start - st, sl.stop - st) for sl, st in zip(src, start))
+    image = np.zeros((case.image.shape[0], *patch), np.float32)
+    label = np.zeros((1, *patch), case.label.dtype)
+    image[(slice(None), *dst)] = case.image[(slice(None), *src)]
+    label[(slice(None), *dst)] = case.label[(slice(None), *src)]
+    return image, label
+
+
+class PatchDataset(Dataset):
+    """``length`` random training patches with ``image``, ``label`` and tubed ``skeleton``."""
+
+    def __init__(self, cases: list[Case], patch_size, length: int, foreground_fraction: float,
+                 augment: bool, dims: int, skeleton: bool = True):
+        self.cases, self.patch = cases, tuple(int(p) for p in patch_size)
+        self.length, self.fg_fraction, self.dims = length, foreground_fraction, dims
+        self.augment_enabled, self.skeleton = augment, skeleton
+        self._state: tuple[int, np.random.Generator, Any] | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _rng(self):
+        """Per-process random state, seeded from torch (which Lightning seeds per worker)."""
+        info = torch.utils.data.get_worker_info()
+        key = info.id if info is not None else -1
+        if self._state is None or self._state[0] != key:
+            if info is not None:  # one thread per loader worker: no oversubscription of the cores
+                torch.set_num_threads(1)
+            seed = (info.seed if info is not None else torch.initial_seed()) % 2**32
+            aug = build_augmentation(self.dims, self.augment_enabled)
+            if aug is not None:
+                aug.set_random_state(seed=seed)
+            self._state = (key, np.random.default_rng(seed), aug)
+        return self._state[1], self._state[2]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng, aug = self._rng()
+        case = self.cases[int(rng.integers(len(self.cases)))]
+        image, label = crop_patch(case, self.patch, rng, force_fg=rng.random() < self.fg_fraction)
+        if aug is not None:
+            out = aug({"image": image, "label": label.astype(np.float32)})
+            image = np.asarray(out["image"], dtype=np.float32)
+            label = np.rint(np.asarray(out["label"])).astype(case.label.dtype)
+        sample = {"image": torch.from_numpy(np.ascontiguousarray(image)),
+                  "label": torch.from_numpy(label.astype(np.int64))}
+        if self.skeleton:
+            sample["skeleton"] = torch.from_numpy(tubed_skeleton(label[0])[None].astype(np.int64))
+        return sample
+
+
+class CaseDataset(Dataset):
+    """Whole cases (for validation), one per item."""
+
+    def __init__(self, cases: list[Case]):
+        self.cases = cases
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        case = self.cases[index]
+        return {"image": torch.from_numpy(case.image), "label": torch.from_numpy(case.label.astype(np.int64)),
+                "case": case.name}
+
+
+class SegmentationDataModule(L.LightningDataModule):
+    """Training patches and whole validation cases of one fold of a converted dataset."""
+
+    def __init__(self, layout: DatasetLayout, *, dims: int, patch_size, batch_size: int,
+                 iterations_per_epoch: int, fold: int = 0, normalization: str = "zscore",
+                 foreground_fraction: float = 1 / 3, augment: bool = True, num_workers: int = 0,
+                 max_train_cases: int | None = None, max_val_cases: int | None = None,
+                 skeleton: bool = True, seed: int = 0):
+        super().__init__()
+        if normalization not in ("zscore", "ct"):
+            raise ValueError(f"dataset.normalization must be 'zscore' or 'ct', got {normalization!r}")
+        self.layout, self.dims, self.patch_size = layout, dims, tuple(patch_size)
+        self.batch_size, self.iterations = batch_size, iterations_per_epoch
+        self.fold, self.normalization, self.fg_fraction = fold, normalization, foreground_fraction
+        self.augment, self.num_workers, self.skeleton, self.seed = augment, num_workers, skeleton, seed
+        self.max_train_cases, self.max_val_cases = max_train_cases, max_val_cases
+        self.ct_stats: dict | None = None
+        self.train_cases: list[Case] = []
+        self.val_cases: list[Case] = []
+
+    def fold_cases(self) -> tuple[list[str], list[str]]:
+        splits = self.layout.splits()
+        if not 0 <= self.fold < len(splits):
+            raise ValueError(f"fold {self.fold} out of range: {self.layout.root}/splits.json has {len(splits)} folds")
+        return list(splits[self.fold]["train"]), list(splits[self.fold]["val"])
+
+    def load_cases(self, names: list[str], split: str) -> list[Case]:
+        """Read and normalize ``names`` from ``images{split}``/``labels{split}``."""
+        raw = [(n, *read_case_image(self.layout, n, split, self.dims)) for n in names]
+        labels = [read_case_label(self.layout, n, split, self.dims) for n in names]
+        rng = np.random.default_rng(self.seed)
+        if self.normalization == "ct" and self.ct_stats is None:
+            self.ct_stats = ct_statistics([r[1] for r in raw], labels, rng)
+        cases = []
+        for (name, image, meta), label in zip(raw, labels):
+            if image.shape[1:] != label.shape[1:]:
+                raise ValueError(f"case {name}: image shape {image.shape[1:]} != label shape {label.shape[1:]}")
+            image = zscore(image) if self.normalization == "zscore" else ct_normalize(image, self.ct_stats)
+            coords = np.argwhere(label[0] > 0)
+            if len(coords) > MAX_FG_COORDS:
+                coords = coords[rng.choice(len(coords), MAX_FG_COORDS, replace=False)]
+            cases.append(Case(name, image.astype(np.float32), label, meta, coords))
+        return cases
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_cases:
+            return
+        train, val = self.fold_cases()
+        train = train[: self.max_train_cases] if self.max_train_cases else train
+        val = val[: self.max_val_cases] if self.max_val_cases else val
+        self.train_cases = self.load_cases(train, "Tr")
+        self.val_cases = self.load_cases(val, "Tr")
+
+    def train_dataloader(self) -> DataLoader:
+        ds = PatchDataset(self.train_cases, self.patch_size, self.iterations * self.batch_size,
+                          self.fg_fraction, self.augment, self.dims, self.skeleton)
+        return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers, shuffle=False,
+                          drop_last=True, persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(CaseDataset(self.val_cases), batch_size=1, num_workers=0,
+                          collate_fn=lambda items: items[0])

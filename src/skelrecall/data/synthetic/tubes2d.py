@@ -1,0 +1,192 @@
+"""Synthetic 2D thin-structure images that are hard in the way that matters for topology.
+
+Each sample is a curvilinear network (a minimum spanning tree of random points plus a few extra
+edges that close loops), drawn as wiggly curves 1-5 px wide over a textured, unevenly lit,
+noisy background. A smooth random *contrast field* makes whole stretches of the network faint,
+and occluders (texture patches placed on the network) hide short pieces of it while the label
+keeps them. A per-pixel loss can score well while breaking exactly those stretches, which is what
+connectivity losses are meant to fix.
+
+Everything is deterministic in ``(seed, split, index)``; images are grey uint8 PNG, labels
+0/1 uint8 PNG, written in the nnU-Net v2 raw layout.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from scipy.sparse.csgraph import minimum_spanning_tree
+from scipy.spatial import Delaunay
+from tqdm import tqdm
+
+from skelrecall.data.layout import DatasetLayout, write_dataset_json, write_json
+from skelrecall.io import write_image
+
+SPLIT_CODES = {"Tr": 0, "Ts": 1}
+
+
+@dataclass(frozen=True)
+class Style:
+    """Parameters of one family of synthetic images."""
+
+    size: int = 256
+    nodes: tuple[int, int] = (10, 18)  # number of graph nodes (min, max)
+    extra_edges: tuple[int, int] = (1, 4)  # loop-closing edges beyond the spanning tree
+    widths: tuple[int, ...] = (1, 2, 3, 4, 5)  # line widths in pixels, drawn per edge
+    wiggle: float = 0.12  # curve bending, as a fraction of the edge length
+    amplitude: float = 0.45  # structure brightness above background at full contrast
+    low_contrast: float = 0.12  # contrast-field minimum (fraction of amplitude)
+    occluders: tuple[int, int] = (2, 5)  # number of occluding patches
+    occluder_radius: tuple[float, float] = (3.0, 9.0)
+    noise: tuple[float, float] = (0.04, 0.09)  # pixel noise standard deviation
+
+
+STYLES = {"tubes": Style()}
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Gaussian-filtered white noise scaled to zero mean and unit standard deviation."""
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return (field - field.mean()) / (field.std() + 1e-12)
+
+
+def _graph_edges(rng: np.random.Generator, points: np.ndarray, n_extra: int) -> list[tuple[int, int]]:
+    """Spanning-tree edges of the Delaunay graph of ``points`` plus ``n_extra`` loop-closing edges."""
+    tri = Delaunay(points)
+    pairs = {tuple(sorted((int(a), int(b)))) for s in tri.simplices for a, b in ((s[0], s[1]), (s[1], s[2]), (s[0], s[2]))}
+    pairs = sorted(pairs)
+    n = len(points)
+    weights = np.zeros((n, n))
+    for a, b in pairs:
+        weights[a, b] = np.linalg.norm(points[a] - points[b])
+    tree = minimum_spanning_tree(weights).tocoo()
+    edges = sorted(zip(tree.row.tolist(), tree.col.tolist()))
+    unused = [p for p in pairs if p not in set(edges) and (p[1], p[0]) not in set(edges)]
+    if unused and n_extra:
+        for i in rng.choice(len(unused), size=min(n_extra, len(unused)), replace=False):
+            edges.append(unused[int(i)])
+    return edges
+
+
+def _curve(rng: np.random.Generator, p: np.ndarray, q: np.ndarray, wiggle: float) -> np.ndarray:
+    """Points every half pixel along a smooth random curve from ``p`` to ``q``."""
+    d = q - p
+    length = float(np.linalg.norm(d)) + 1e-9
+    normal = np.array([-d[1], d[0]]) / length
+    t = np.linspace(0.0, 1.0, max(2, int(2 * length * (1 + 2 * wiggle))))
+    a1, a2 = rng.normal(0, wiggle * length, 2)
+    phase = rng.uniform(0, 2 * np.pi)
+    offset = a1 * np.sin(np.pi * t) + 0.5 * a2 * np.sin(2 * np.pi * t + phase) * np.sin(np.pi * t)
+    return p[None] + t[:, None] * d[None] + offset[:, None] * normal[None]
+
+
+def render(rng: np.random.Generator, style: Style = STYLES["tubes"]) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(image uint8, label uint8 in {0, 1})`` pair of shape ``(size, size)``."""
+    size = style.size
+    shape = (size, size)
+    n_nodes = int(rng.integers(*style.nodes, endpoint=True))
+    points = rng.uniform(-0.05 * size, 1.05 * size, (n_nodes, 2))
+    edges = _graph_edges(rng, points, int(rng.integers(*style.extra_edges, endpoint=True)))
+
+    # centre lines grouped by width, then a Euclidean distance threshold of (width - 1) / 2
+    label = np.zeros(shape, bool)
+    centre = {w: np.zeros(shape, bool) for w in style.widths}
+    for a, b in edges:
+        pts = np.rint(_curve(rng, points[a], points[b], style.wiggle)).astype(int)
+        pts = pts[((pts >= 0) & (pts < size)).all(axis=1)]
+        centre[int(rng.choice(style.widths))][pts[:, 0], pts[:, 1]] = True
+    for width, lines in centre.items():
+        if lines.any():
+            label |= ndimage.distance_transform_edt(~lines) <= (width - 1) / 2
+
+    # background: multi-scale texture and an illumination gradient
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    background = 0.5 + 0.04 * _smooth_field(rng, shape, 2) + 0.07 * _smooth_field(rng, shape, 10)
+    background += rng.uniform(-0.15, 0.15) * (yy - 0.5) + rng.uniform(-0.15, 0.15) * (xx - 0.5)
+
+    # structure: soft tubular profile times a contrast field that fades whole stretches
+    contrast = 1.0 / (1.0 + np.exp(-2.5 * _smooth_field(rng, shape, 18)))
+    contrast = style.low_contrast + (1.0 - style.low_contrast) * contrast
+    profile = ndimage.gaussian_filter(label.astype(float), 0.6)
+    profile /= max(profile.max(), 1e-9)
+    image = background + style.amplitude * contrast * profile
+
+    # occluders centred on the structure: texture patches the label does not see
+    on_structure = np.argwhere(label)
+    n_occ = int(rng.integers(*style.occluders, endpoint=True)) if len(on_structure) else 0
+    occluder_texture = background + 0.05 * _smooth_field(rng, shape, 1.5)
+    for _ in range(n_occ):
+        cy, cx = on_structure[rng.integers(len(on_structure))]
+        ry, rx = rng.uniform(*style.occluder_radius, 2)
+        blob = ((yy * size - cy) / ry) ** 2 + ((xx * size - cx) / rx) ** 2 <= 1.0
+        image = np.where(blob, occluder_texture + rng.uniform(-0.1, 0.1), image)
+
+    image += rng.normal(0, rng.uniform(*style.noise), shape)
+    image = np.clip(image, 0.0, 1.0)
+    return (image * 255).round().astype(np.uint8), label.astype(np.uint8)
+
+
+def generate(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    num_train: int = 240,
+    num_test: int = 60,
+    style: str = "tubes",
+    folds: int = 5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic 2D dataset to ``out_dir`` (nnU-Net v2 raw layout) and return it.
+
+    An existing folder written with the same parameters is kept as it is (idempotent); the data
+    are first written to a temporary sibling folder that is renamed into place when complete.
+    """
+    if style not in STYLES:
+        raise KeyError(f"unknown style {style!r}; available: {', '.join(STYLES)}")
+    out_dir = Path(out_dir)
+    params = {"generator": "tubes2d", "seed": seed, "num_train": num_train, "num_test": num_test,
+              "style": style, "folds": folds, **asdict(STYLES[style])}
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+    if (out_dir / "dataset.json").is_file() and not overwrite:
+        existing = DatasetLayout(out_dir).meta.get("synthetic")
+        if existing == params:
+            return out_dir
+        raise FileExistsError(f"{out_dir} holds a dataset made with other parameters ({existing}); "
+                              "pass overwrite=True (--overwrite) to replace it")
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    counts = {"Tr": num_train, "Ts": num_test}
+    jobs = [(split, i) for split, n in counts.items() for i in range(n)]
+    for split, i in tqdm(jobs, desc=f"synthesize {out_dir.name}", disable=not progress, unit="img"):
+        rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
+        image, label = render(rng, STYLES[style])
+        case = f"synth_{split.lower()}_{i:04d}"
+        write_image(tmp / f"images{split}" / f"{case}_0000.png", image)
+        write_image(tmp / f"labels{split}" / f"{case}.png", label)
+    write_dataset_json(tmp, channel_names={0: "grey"}, labels={"background": 0, "structure": 1},
+                       num_training=num_train, file_ending=".png", synthetic=params,
+                       name=out_dir.name, description="synthetic thin curvilinear networks (skelrecall)")
+    train_cases = sorted(f"synth_tr_{i:04d}" for i in range(num_train))
+    write_json(tmp / "splits.json", kfold_splits(train_cases, folds, seed))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def kfold_splits(cases: list[str], folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """nnU-Net-style ``splits_final.json`` content: ``folds`` random, disjoint validation sets."""
+    if folds < 2 or len(cases) < folds:
+        raise ValueError(f"cannot make {folds} folds from {len(cases)} cases")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    parts = np.array_split(order, folds)
+    return [
+        {"train": sorted(cases[j] for k, p in enumerate(parts) if k != f for j in p),
+         "val": sorted(cases[j] for j in parts[f])}
+        for f in range(folds)
+    ]

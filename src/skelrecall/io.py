@@ -1,0 +1,111 @@
+"""Reading and writing images and label maps in the formats of the nnU-Net v2 raw layout.
+
+Supported endings: ``.png`` (2D, grey or RGB), ``.nii.gz`` (2D/3D, via nibabel), ``.npy`` and
+``.npz`` (the single array in the file, or the array named ``data``).
+
+Axis order follows nnU-Net (which reads through SimpleITK): PNG gives ``(H, W)`` or ``(H, W, 3)``;
+NIfTI volumes are returned as ``(z, y, x)``, the reverse of nibabel's ``(x, y, z)``, so that patch
+sizes in our configs read like nnU-Net's plans (e.g. 80x160x192). ``write_image`` reverses the axes
+back. Geometry (affine) is returned in ``meta`` so predictions can be written with the geometry of
+their input. Every write goes to a temporary name first and is then renamed, so an
+interrupted write never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENDINGS = (".png", ".nii.gz", ".npy", ".npz")
+
+
+class ImageReadError(RuntimeError):
+    """A file could not be read as an image (missing, truncated, corrupt, unsupported)."""
+
+
+def file_ending(path: str | os.PathLike) -> str:
+    """The supported ending of ``path`` (``.nii.gz`` counts as one ending)."""
+    name = Path(path).name
+    for ending in ENDINGS:
+        if name.endswith(ending):
+            return ending
+    raise ImageReadError(f"{path}: unsupported file ending; expected one of {', '.join(ENDINGS)}")
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read ``path`` into ``(array, meta)``; ``meta`` holds ``affine`` for NIfTI files."""
+    path = Path(path)
+    ending = file_ending(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: file does not exist")
+    try:
+        if ending == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                return np.asarray(im), {}
+        if ending == ".nii.gz":
+            import nibabel as nib
+
+            img = nib.load(str(path))
+            return np.asanyarray(img.dataobj).transpose(), {"affine": img.affine}
+        if ending == ".npy":
+            return np.load(path, allow_pickle=False), {}
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            key = "data" if "data" in keys else (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise ImageReadError(f"{path}: .npz holds {keys}; expected one array or one named 'data'")
+            return z[key], {}
+    except ImageReadError:
+        raise
+    except Exception as exc:  # corrupt or truncated files surface as many exception types
+        raise ImageReadError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def atomic_write(path: str | os.PathLike, writer) -> Path:
+    """Call ``writer(tmp_path)`` and rename the result to ``path`` only once it is complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ending = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{ending}", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``array`` to ``path`` in the format its ending names (atomically)."""
+    meta = meta or {}
+    ending = file_ending(path)
+    array = np.asarray(array)
+
+    def _write(tmp: Path) -> None:
+        if ending == ".png":
+            from PIL import Image
+
+            if array.dtype not in (np.uint8, np.uint16):
+                raise ValueError(f"{path}: PNG needs uint8/uint16 data, got {array.dtype}")
+            Image.fromarray(array).save(tmp, format="PNG")
+        elif ending == ".nii.gz":
+            import nibabel as nib
+
+            nib.save(nib.Nifti1Image(array.transpose(), meta.get("affine", np.eye(4))), str(tmp))
+        elif ending == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, array)
+        else:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, data=array)
+
+    return atomic_write(path, _write)

@@ -1,0 +1,226 @@
+"""``skelrecall-train``: Hydra entry point: check inputs, fit, predict the test cases, evaluate.
+
+Run folder (``run_dir``)::
+
+    runs/<experiment>/<dataset>/<backbone>/<loss>/w=<w>/seed=<s>/fold=<f>/
+      config.yaml         the resolved config          environment.json  git commit, versions
+      checkpoints/        last.ckpt (resumed from if present)
+      predictions/        whole-image label maps of the evaluated cases
+      per_case.csv        summary.json (skelrecall.evaluate)
+      done                written last; a run folder with it is skipped (``force=true`` reruns)
+      failed              the error of a run that crashed (removed when it later succeeds)
+
+Everything that can be wrong with the inputs (dataset folder, label map, loss, backbone, patch
+size) is checked before any training time is spent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from skelrecall.data.layout import DatasetLayout, DatasetLayoutError, write_json
+from skelrecall.io import atomic_write, write_image
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+PACKAGES = ("torch", "lightning", "monai", "numpy", "scipy", "scikit-image", "connected-components-3d",
+            "hydra-core", "wandb", "skelrecall")
+
+
+class ConfigError(ValueError):
+    """A configuration does not fit the data or the code."""
+
+
+def environment_info() -> dict[str, Any]:
+    """Git commit, package versions and machine of this run."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=CONFIG_DIR.parent, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    import torch
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
+            "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "command": " ".join(sys.argv)}
+
+
+def open_dataset(cfg: DictConfig) -> DatasetLayout:
+    """The converted dataset of ``cfg.dataset``, checked against the config."""
+    root = Path(cfg.paths.nnunet_raw) / cfg.dataset.folder
+    layout = DatasetLayout.open(root, hint=cfg.dataset.create)
+    labels = {k: v for k, v in layout.labels.items() if k != "ignore"}
+    if len(labels) != cfg.dataset.num_classes:
+        raise ConfigError(f"{root}/dataset.json has {len(labels)} labels {labels}, but dataset "
+                          f"{cfg.dataset.name!r} declares num_classes={cfg.dataset.num_classes}")
+    if len(cfg.data.patch_size) != cfg.dataset.dims:
+        raise ConfigError(f"data.patch_size {list(cfg.data.patch_size)} does not have dataset.dims={cfg.dataset.dims} entries")
+    return layout
+
+
+def evaluation_cases(cfg: DictConfig, layout: DatasetLayout, datamodule) -> tuple[list[str], str]:
+    """Cases scored at the end of a run and their split: the test set, or the validation fold."""
+    if cfg.dataset.evaluation == "test_set":
+        cases, split = layout.cases("Ts"), "Ts"
+        if not cases:
+            raise ConfigError(f"{layout.root}/labelsTs is empty but dataset.evaluation is 'test_set'")
+    elif cfg.dataset.evaluation == "cross_validation":
+        cases, split = datamodule.fold_cases()[1], "Tr"
+    else:
+        raise ConfigError(f"dataset.evaluation must be 'test_set' or 'cross_validation', got {cfg.dataset.evaluation!r}")
+    limit = cfg.data.max_test_cases
+    return (cases[:limit] if limit else cases), split
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+
+    kind = cfg.logger.name
+    if kind == "none":
+        return []
+    loggers = [CSVLogger(save_dir=str(run_dir), name="csv", version="")]
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        mode = cfg.logger.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        tags = [cfg.dataset.name, cfg.backbone.name, cfg.loss.name, f"w={cfg.loss.w}", f"seed={cfg.seed}", cfg.profile.name]
+        loggers.append(WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.experiment_name,
+                                   name=cfg.run_name.replace("/", "|"), tags=tags, save_dir=str(run_dir), mode=mode,
+                                   config=OmegaConf.to_container(cfg, resolve=True)))
+    elif kind != "csv":
+        raise ConfigError(f"logger.name must be wandb, csv or none; got {kind!r}")
+    return loggers
+
+
+def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Path, cfg: DictConfig) -> None:
+    """Write whole-image label-map predictions of ``cases`` to ``out_dir`` in the dataset's format."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from skelrecall.inference import predict_labels
+
+    device = module.device if module.device.type != "meta" else torch.device("cpu")
+    ending = datamodule.layout.file_ending
+    for case in tqdm(datamodule.load_cases(cases, split), desc="predicting", unit="case"):
+        image = torch.from_numpy(case.image)[None].to(device)
+        pred = predict_labels(module.model, image, cfg.data.patch_size, **cfg.inference).cpu().numpy()
+        write_image(out_dir / f"{case.name}{ending}", pred.astype(np.uint8), case.meta)
+
+
+def run(cfg: DictConfig) -> dict[str, Any] | None:
+    """Train, predict and evaluate one configuration; return the evaluation summary."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from skelrecall.data.datamodule import SegmentationDataModule
+    from skelrecall.evaluate import evaluate_folder, headline_rows
+    from skelrecall.losses import build_loss
+    from skelrecall.models import build_model
+    from skelrecall.module import SegmentationModule
+
+    run_dir = Path(cfg.run_dir)
+    if (run_dir / "done").exists() and not cfg.force:
+        print(f"[skelrecall] {run_dir} is finished (done marker); skipping. Pass force=true to rerun.")
+        return json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else None
+
+    # --- everything that can fail on the inputs, before any training -------------------------
+    layout = open_dataset(cfg)
+    dims, num_classes = int(cfg.dataset.dims), int(cfg.dataset.num_classes)
+    model = build_model(cfg.backbone, dims=dims, in_channels=int(cfg.dataset.in_channels),
+                        num_classes=num_classes, patch_size=list(cfg.data.patch_size))
+    loss = build_loss(cfg.loss, num_classes=num_classes, dims=dims)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
+    write_json(run_dir / "environment.json", environment_info())
+
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    datamodule = SegmentationDataModule(
+        layout, dims=dims, patch_size=list(cfg.data.patch_size), batch_size=int(cfg.data.batch_size),
+        iterations_per_epoch=int(cfg.data.iterations_per_epoch), fold=int(cfg.fold),
+        normalization=cfg.dataset.normalization, foreground_fraction=float(cfg.data.foreground_fraction),
+        augment=bool(cfg.data.augment), num_workers=int(cfg.data.num_workers),
+        max_train_cases=cfg.data.max_train_cases, max_val_cases=cfg.data.max_val_cases,
+        skeleton=getattr(loss.loss, "needs_skeleton", True), seed=int(cfg.seed))
+    datamodule.setup("fit")
+    cases, split = evaluation_cases(cfg, layout, datamodule)
+
+    module = SegmentationModule(model, loss, patch_size=cfg.data.patch_size,
+                                optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+                                inference=OmegaConf.to_container(cfg.inference, resolve=True),
+                                num_classes=num_classes)
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    loggers = build_loggers(cfg, run_dir)
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(run_dir),
+                        callbacks=[checkpoints], logger=loggers or False)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    started = time.time()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+    train_seconds = time.time() - started
+
+    # --- whole-image prediction and evaluation -------------------------------------------------
+    pred_dir = run_dir / "predictions"
+    predict_cases(module, datamodule, cases, split, pred_dir, cfg)
+    summary = evaluate_folder(pred_dir, layout.root / f"labels{split}", run_dir, dataset_json=layout.root / "dataset.json",
+                              cases=cases, num_workers=int(cfg.evaluation.num_workers))
+    headline = {k: v["mean"] for k, v in summary["headline"].items()}
+    for logger in loggers:
+        logger.log_metrics({f"test/{k}": v for k, v in headline.items() if v is not None})
+        if hasattr(logger, "log_table"):
+            import pandas as pd
+
+            logger.log_table(key="test/per_case", dataframe=headline_rows(pd.read_csv(run_dir / "per_case.csv")))
+        logger.finalize("success")
+    write_json(run_dir / "done", {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "train_seconds": round(train_seconds, 1),
+                                  "evaluated_split": split, "n_cases": len(cases), "headline": headline})
+    (run_dir / "failed").unlink(missing_ok=True)
+    print(f"[skelrecall] {run_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if v is not None))
+    return summary
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except (ConfigError, DatasetLayoutError) as exc:
+        _record_failure(cfg, exc)
+        raise SystemExit(f"error: {exc}") from None
+    except BaseException as exc:
+        _record_failure(cfg, exc)
+        raise
+
+
+def _record_failure(cfg: DictConfig, exc: BaseException) -> None:
+    run_dir = Path(cfg.run_dir)
+    if run_dir.is_dir():
+        atomic_write(run_dir / "failed", lambda tmp: tmp.write_text(
+            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

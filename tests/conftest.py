@@ -1,0 +1,27 @@
+"""Shared fixtures: a tiny synthetic dataset and composed configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from skelrecall.train import CONFIG_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """A project root holding data/nnUNet_raw/Dataset901_Synthetic2D with 10 train + 3 test images."""
+    from skelrecall.data.synthetic.tubes2d import generate
+
+    root = tmp_path_factory.mktemp("root")
+    generate(root / "data" / "nnUNet_raw" / "Dataset901_Synthetic2D", seed=3, num_train=10, num_test=3,
+             progress=False)
+    return root
+
+
+def compose_train(*overrides: str):
+    """The composed ``train`` config with ``overrides`` (as on the command line)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))

@@ -1,0 +1,58 @@
+"""Patch sampling, augmentation and the tubed skeleton of the augmented label patch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skelrecall.data.datamodule import Case, PatchDataset, SegmentationDataModule, crop_patch, zscore
+from skelrecall.data.layout import DatasetLayout
+from skelrecall.skeleton import tubed_skeleton
+
+
+def _module(root, **kw):
+    layout = DatasetLayout.open(root / "data/nnUNet_raw/Dataset901_Synthetic2D")
+    options = dict(dims=2, patch_size=[64, 64], batch_size=2, iterations_per_epoch=4)
+    dm = SegmentationDataModule(layout, **{**options, **kw})
+    dm.setup()
+    return dm
+
+
+def test_training_samples_carry_the_skeleton_of_their_augmented_label(tiny_root):
+    dm = _module(tiny_root)
+    assert len(dm.train_cases) == 8 and len(dm.val_cases) == 2  # fold 0 of 10 cases
+    ds = dm.train_dataloader().dataset
+    for i in range(12):
+        s = ds[i]
+        assert s["image"].shape == (1, 64, 64) and s["label"].shape == (1, 64, 64)
+        label = s["label"][0].numpy()
+        assert set(np.unique(label)) <= {0, 1}
+        np.testing.assert_array_equal(s["skeleton"][0].numpy(), tubed_skeleton(label))
+
+
+def test_foreground_oversampling(tiny_root):
+    dm = _module(tiny_root, augment=False)
+    always = PatchDataset(dm.train_cases, (32, 32), 40, 1.0, augment=False, dims=2)
+    assert all(always[i]["label"].sum() > 0 for i in range(40))
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"image", "label", "skeleton"} and batch["image"].shape == (2, 1, 64, 64)
+
+
+def test_crop_pads_small_cases_and_centres_on_foreground():
+    label = np.zeros((1, 10, 12), np.int16)
+    label[0, 4, 5] = 1
+    case = Case("c", np.ones((1, 10, 12), np.float32), label, {}, np.argwhere(label[0] > 0))
+    rng = np.random.default_rng(0)
+    image, lab = crop_patch(case, (16, 16), rng, force_fg=True)
+    assert image.shape == (1, 16, 16) and lab.sum() == 1 and image.sum() == 120  # all 10x12 pixels inside
+    _, lab = crop_patch(case, (4, 4), rng, force_fg=True)
+    assert lab.sum() == 1
+
+
+def test_zscore_and_bad_normalization(tiny_root):
+    x = np.random.default_rng(0).normal(5, 3, (2, 20, 20)).astype(np.float32)
+    z = zscore(x)
+    np.testing.assert_allclose(z.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(z.std(axis=(1, 2)), 1, atol=1e-4)
+    with pytest.raises(ValueError, match="normalization"):
+        _module(tiny_root, normalization="minmax")

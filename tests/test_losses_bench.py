@@ -1,0 +1,25 @@
+"""The loss benchmark runs end to end in quick mode and writes its three outputs."""
+
+import pandas as pd
+
+from skelrecall.bench import losses as bench
+
+
+def test_quick_benchmark_writes_csv_report_and_figure(tmp_path):
+    bench.run(out_dir=str(tmp_path), quick=True)
+    table = pd.read_csv(tmp_path / "losses.csv")
+    assert set(table["loss"]) == set(bench.LOSSES)
+    assert set(table[table["loss"] == "topo_cldice"]["dims"]) == {2}  # 2D only, as in the paper
+    base = table[table["loss"] == "dice_ce"]
+    assert (base["alloc_ratio"] == 1.0).all() and (base["cpu_ratio"] == 1.0).all()
+    assert (table["step_cpu_s"] > 0).all() and (table["peak_alloc_mb"] > table["step_alloc_mb"]).all()
+    report = (tmp_path / "losses.md").read_text()
+    assert "## Machine" in report and "QUICK" in report and "Skeleton Recall" in report
+    assert (tmp_path / "losses_overhead.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_synthetic_batch_skeleton_lies_in_label():
+    label, skel = bench.synthetic_batch(2, (24, 24), classes=4)
+    assert label.shape == skel.shape == (2, 1, 24, 24)
+    assert set(range(1, 4)) <= set(label.ravel().tolist())
+    assert ((skel == 0) | (skel == label)).all() and (skel > 0).any()

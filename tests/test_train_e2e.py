@@ -1,0 +1,89 @@
+"""End to end on CPU: synthetic data -> train -> predict -> evaluate -> report (profile=smoke)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from skelrecall.data.layout import DatasetLayoutError
+from skelrecall.report import ReportError, make_report
+from skelrecall.train import run
+
+from .conftest import compose_train
+
+RUN_COLUMNS = {"dice", "cldice", "betti0_error", "betti1_error"}
+
+
+def _train_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SKELRECALL_ROOT": str(root), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run([sys.executable, "-m", "skelrecall.train", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_single_run_with_w_override(tiny_root):
+    cfg = compose_train("loss=skeleton_recall", "loss.w=0.1", "profile=smoke", "logger=csv",
+                        f"paths.root={tiny_root}", "experiment_name=single")
+    summary = run(cfg)
+    run_dir = Path(cfg.run_dir)
+    assert run_dir == tiny_root / "runs/smoke/single/synthetic_2d/unet/skeleton_recall/w=0.1/seed=0/fold=0"
+    assert (run_dir / "done").exists() and (run_dir / "checkpoints/last.ckpt").exists()
+    per_case = pd.read_csv(run_dir / "per_case.csv")
+    assert set(per_case["case"]) == {"synth_ts_0000", "synth_ts_0001", "synth_ts_0002"}
+    assert RUN_COLUMNS <= set(per_case.columns)
+    assert summary["n_cases"] == 3 and 0.0 <= summary["headline"]["dice"]["mean"] <= 1.0
+    resolved = (run_dir / "config.yaml").read_text()
+    assert "w: 0.1" in resolved and "${" not in resolved
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert env["packages"]["torch"] and "python" in env
+    assert len(list((run_dir / "predictions").glob("*.png"))) == 3
+    # a finished run is skipped, not retrained
+    mtime = (run_dir / "done").stat().st_mtime
+    run(cfg)
+    assert (run_dir / "done").stat().st_mtime == mtime
+
+
+def test_multirun_two_losses_then_report(tiny_root, tmp_path):
+    proc = _train_cli(tiny_root, "--multirun", "loss=dice_ce,skeleton_recall", "profile=smoke", "logger=csv",
+                      "experiment_name=multi")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = tiny_root / "runs/smoke/multi/synthetic_2d/unet"
+    for loss, w in (("dice_ce", "0.0"), ("skeleton_recall", "1.0")):
+        run_dir = base / loss / f"w={w}" / "seed=0" / "fold=0"
+        assert (run_dir / "done").exists(), sorted(p.name for p in run_dir.iterdir())
+        assert f"name: {loss}" in (run_dir / "config.yaml").read_text()
+    md = make_report(tiny_root / "runs/smoke/multi", tmp_path, "table").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| synthetic_2d")]
+    assert len(rows) == 2 and "dice_ce" in rows[0] and "skeleton_recall" in rows[1]
+    table = pd.read_csv(tmp_path / "table.csv")
+    assert table[["dice_mean", "cldice_mean", "betti0_error_mean", "betti1_error_mean"]].notna().all().all()
+    assert "Profile `smoke`, synthetic data" in md
+
+
+def test_report_over_no_finished_runs(tmp_path):
+    with pytest.raises(ReportError, match="no finished runs"):
+        make_report(tmp_path, tmp_path / "out", "empty")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("group,name", [("dataset", "nonexistent"), ("loss", "focal")])
+def test_unknown_config_name_lists_available(tiny_root, group, name):
+    proc = _train_cli(tiny_root, f"{group}={name}", "profile=smoke", "logger=none")
+    assert proc.returncode != 0
+    assert f"Could not find '{group}/{name}'" in proc.stderr
+    expected = {"dataset": "synthetic_2d", "loss": "skeleton_recall"}[group]
+    assert "Available options" in proc.stderr and expected in proc.stderr
+
+
+def test_missing_dataset_names_the_command_before_training(tmp_path):
+    cfg = compose_train("profile=smoke", "logger=none", f"paths.root={tmp_path}")
+    with pytest.raises(DatasetLayoutError, match="skelrecall-data synthesize synthetic_2d"):
+        run(cfg)
+    assert not (tmp_path / "runs").exists()  # nothing written, no training time spent
+    proc = _train_cli(tmp_path, "profile=smoke", "logger=none")
+    assert proc.returncode != 0 and "skelrecall-data synthesize synthetic_2d" in proc.stderr
