@@ -56,3 +56,15 @@ def test_zscore_and_bad_normalization(tiny_root):
     np.testing.assert_allclose(z.std(axis=(1, 2)), 1, atol=1e-4)
     with pytest.raises(ValueError, match="normalization"):
         _module(tiny_root, normalization="minmax")
+
+
+def test_ignore_label_is_background_for_the_skeleton_and_oversampling():
+    label = np.zeros((1, 32, 32), np.int16)
+    label[0, 14:19, 2:30] = 1
+    label[0, :, 20:] = np.where(label[0, :, 20:] == 1, 1, 2)  # an ignore region beside the bar
+    case = Case("c", np.zeros((1, 32, 32), np.float32), label, {}, np.argwhere(label[0] == 1))
+    ds = PatchDataset([case], (32, 32), 4, 1.0, augment=False, dims=2, ignore_label=2)
+    skeleton = ds[0]["skeleton"][0].numpy()
+    known = np.where(label[0] == 2, 0, label[0])
+    np.testing.assert_array_equal(skeleton, tubed_skeleton(known))
+    assert set(np.unique(skeleton)) == {0, 1}

@@ -49,7 +49,7 @@ def test_single_run_with_w_override(tiny_root):
 
 
 def test_multirun_two_losses_then_report(tiny_root, tmp_path):
-    proc = _train_cli(tiny_root, "--multirun", "loss=dice_ce,skeleton_recall", "profile=smoke", "logger=csv",
+    proc = _train_cli(tiny_root, "--multirun", "loss=dice_ce,skeleton_recall", "profile=smoke", "logger=wandb",
                       "experiment_name=multi")
     assert proc.returncode == 0, proc.stderr[-3000:]
     base = tiny_root / "runs/smoke/multi/synthetic_2d/unet"
@@ -57,6 +57,8 @@ def test_multirun_two_losses_then_report(tiny_root, tmp_path):
         run_dir = base / loss / f"w={w}" / "seed=0" / "fold=0"
         assert (run_dir / "done").exists(), sorted(p.name for p in run_dir.iterdir())
         assert f"name: {loss}" in (run_dir / "config.yaml").read_text()
+        assert list((run_dir / "wandb").glob("offline-run-*")), "W&B offline run missing"
+        assert "train/loss_epoch" in (run_dir / "csv/metrics.csv").read_text()
     md = make_report(tiny_root / "runs/smoke/multi", tmp_path, "table").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| synthetic_2d")]
     assert len(rows) == 2 and "dice_ce" in rows[0] and "skeleton_recall" in rows[1]
@@ -87,3 +89,17 @@ def test_missing_dataset_names_the_command_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing written, no training time spent
     proc = _train_cli(tmp_path, "profile=smoke", "logger=none")
     assert proc.returncode != 0 and "skelrecall-data synthesize synthetic_2d" in proc.stderr
+
+
+def test_3d_multiclass_run(tmp_path):
+    """synthetic_cow: 3D NIfTI, 13 vessel classes, per-class and merged rows in the evaluation."""
+    from skelrecall.data.synthetic.cow3d import generate
+
+    generate(tmp_path / "data/nnUNet_raw/Dataset903_SyntheticCoW", seed=0, num_train=5, num_test=1)
+    cfg = compose_train("dataset=synthetic_cow", "profile=smoke", "logger=none", f"paths.root={tmp_path}",
+                        "data.max_val_cases=1", "trainer.max_epochs=1")
+    summary = run(cfg)
+    per_case = pd.read_csv(Path(cfg.run_dir) / "per_case.csv")
+    assert {"mean", "merged"} <= set(per_case["class"]) and "betti2_error" in per_case.columns
+    assert summary["n_cases"] == 1 and "merged" in summary
+    assert len(list((Path(cfg.run_dir) / "predictions").glob("*.nii.gz"))) == 1

@@ -23,6 +23,13 @@ import numpy as np
 ENDINGS = (".png", ".nii.gz", ".npy", ".npz")
 
 
+def _file_mode() -> int:
+    """Permissions of a newly created file under the current umask (mkstemp would give 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 class ImageReadError(RuntimeError):
     """A file could not be read as an image (missing, truncated, corrupt, unsupported)."""
 
@@ -77,6 +84,7 @@ def atomic_write(path: str | os.PathLike, writer) -> Path:
     os.close(fd)
     try:
         writer(Path(tmp))
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -162,7 +162,8 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
         normalization=cfg.dataset.normalization, foreground_fraction=float(cfg.data.foreground_fraction),
         augment=bool(cfg.data.augment), num_workers=int(cfg.data.num_workers),
         max_train_cases=cfg.data.max_train_cases, max_val_cases=cfg.data.max_val_cases,
-        skeleton=getattr(loss.loss, "needs_skeleton", True), seed=int(cfg.seed))
+        skeleton=getattr(loss.loss, "needs_skeleton", True), ignore_label=cfg.dataset.ignore_label,
+        seed=int(cfg.seed))
     datamodule.setup("fit")
     cases, split = evaluation_cases(cfg, layout, datamodule)
 
@@ -182,8 +183,9 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     # --- whole-image prediction and evaluation -------------------------------------------------
     pred_dir = run_dir / "predictions"
     predict_cases(module, datamodule, cases, split, pred_dir, cfg)
+    masks = layout.root / f"masks{split}" if cfg.evaluation.fov_masks and cfg.dataset.get("fov_masks") else None
     summary = evaluate_folder(pred_dir, layout.root / f"labels{split}", run_dir, dataset_json=layout.root / "dataset.json",
-                              cases=cases, num_workers=int(cfg.evaluation.num_workers))
+                              cases=cases, mask_dir=masks, num_workers=int(cfg.evaluation.num_workers))
     headline = {k: v["mean"] for k, v in summary["headline"].items()}
     for logger in loggers:
         logger.log_metrics({f"test/{k}": v for k, v in headline.items() if v is not None})

@@ -7,7 +7,8 @@ Training samples are produced per item in the DataLoader workers (CPU):
    are padded with zeros / background);
 2. augment image and label together with MONAI transforms (rotation and scaling, Gaussian noise
    and blur, brightness, contrast, gamma, low-resolution simulation, mirroring);
-3. compute :func:`skelrecall.skeleton.tubed_skeleton` of the *augmented* label patch.
+3. compute :func:`skelrecall.skeleton.tubed_skeleton` of the *augmented* label patch (pixels with
+   the ignore label, e.g. Roads' no-data regions, count as background there).
 
 Intensities are normalized per case at load time (nnU-Net style): ``zscore`` per image and channel,
 or ``ct``: clip to the 0.5/99.5 percentiles of the training foreground and z-score with the
@@ -133,8 +134,9 @@ class PatchDataset(Dataset):
     """``length`` random training patches with ``image``, ``label`` and tubed ``skeleton``."""
 
     def __init__(self, cases: list[Case], patch_size, length: int, foreground_fraction: float,
-                 augment: bool, dims: int, skeleton: bool = True):
+                 augment: bool, dims: int, skeleton: bool = True, ignore_label: int | None = None):
         self.cases, self.patch = cases, tuple(int(p) for p in patch_size)
+        self.ignore_label = ignore_label
         self.length, self.fg_fraction, self.dims = length, foreground_fraction, dims
         self.augment_enabled, self.skeleton = augment, skeleton
         self._state: tuple[int, np.random.Generator, Any] | None = None
@@ -167,7 +169,8 @@ class PatchDataset(Dataset):
         sample = {"image": torch.from_numpy(np.ascontiguousarray(image)),
                   "label": torch.from_numpy(label.astype(np.int64))}
         if self.skeleton:
-            sample["skeleton"] = torch.from_numpy(tubed_skeleton(label[0])[None].astype(np.int64))
+            known = label[0] if self.ignore_label is None else np.where(label[0] == self.ignore_label, 0, label[0])
+            sample["skeleton"] = torch.from_numpy(tubed_skeleton(known)[None].astype(np.int64))
         return sample
 
 
@@ -193,7 +196,7 @@ class SegmentationDataModule(L.LightningDataModule):
                  iterations_per_epoch: int, fold: int = 0, normalization: str = "zscore",
                  foreground_fraction: float = 1 / 3, augment: bool = True, num_workers: int = 0,
                  max_train_cases: int | None = None, max_val_cases: int | None = None,
-                 skeleton: bool = True, seed: int = 0):
+                 skeleton: bool = True, ignore_label: int | None = None, seed: int = 0):
         super().__init__()
         if normalization not in ("zscore", "ct"):
             raise ValueError(f"dataset.normalization must be 'zscore' or 'ct', got {normalization!r}")
@@ -202,6 +205,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.fold, self.normalization, self.fg_fraction = fold, normalization, foreground_fraction
         self.augment, self.num_workers, self.skeleton, self.seed = augment, num_workers, skeleton, seed
         self.max_train_cases, self.max_val_cases = max_train_cases, max_val_cases
+        self.ignore_label = ignore_label
         self.ct_stats: dict | None = None
         self.train_cases: list[Case] = []
         self.val_cases: list[Case] = []
@@ -218,17 +222,22 @@ class SegmentationDataModule(L.LightningDataModule):
         labels = [read_case_label(self.layout, n, split, self.dims) for n in names]
         rng = np.random.default_rng(self.seed)
         if self.normalization == "ct" and self.ct_stats is None:
-            self.ct_stats = ct_statistics([r[1] for r in raw], labels, rng)
+            self.ct_stats = ct_statistics([r[1] for r in raw], [self.foreground(lab) for lab in labels], rng)
         cases = []
         for (name, image, meta), label in zip(raw, labels):
             if image.shape[1:] != label.shape[1:]:
                 raise ValueError(f"case {name}: image shape {image.shape[1:]} != label shape {label.shape[1:]}")
             image = zscore(image) if self.normalization == "zscore" else ct_normalize(image, self.ct_stats)
-            coords = np.argwhere(label[0] > 0)
+            coords = np.argwhere(self.foreground(label[0]))
             if len(coords) > MAX_FG_COORDS:
                 coords = coords[rng.choice(len(coords), MAX_FG_COORDS, replace=False)]
             cases.append(Case(name, image.astype(np.float32), label, meta, coords))
         return cases
+
+    def foreground(self, label: np.ndarray) -> np.ndarray:
+        """Foreground voxels (label > 0, the ignore label excluded)."""
+        fg = label > 0
+        return fg if self.ignore_label is None else fg & (label != self.ignore_label)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_cases:
@@ -241,7 +250,7 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = PatchDataset(self.train_cases, self.patch_size, self.iterations * self.batch_size,
-                          self.fg_fraction, self.augment, self.dims, self.skeleton)
+                          self.fg_fraction, self.augment, self.dims, self.skeleton, self.ignore_label)
         return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers, shuffle=False,
                           drop_last=True, persistent_workers=self.num_workers > 0)
 

@@ -11,6 +11,9 @@ from collections.abc import Callable
 
 GENERATORS: dict[str, str] = {
     "synthetic_2d": "skelrecall.data.synthetic.tubes2d:generate",
+    "synthetic_roads": "skelrecall.data.synthetic.standins2d:generate_roads",
+    "synthetic_drive": "skelrecall.data.synthetic.standins2d:generate_drive",
+    "synthetic_cracks": "skelrecall.data.synthetic.standins2d:generate_cracks",
     "synthetic_canal": "skelrecall.data.synthetic.canal3d:generate",
     "synthetic_cow": "skelrecall.data.synthetic.cow3d:generate",
 }

@@ -64,9 +64,13 @@ def _disk(width: int) -> np.ndarray:
     return (d[:, None] ** 2 + d[None, :] ** 2) <= (width / 2 - 0.25) ** 2 + 1e-9
 
 
-def _paint(shape: tuple[int, int], points: np.ndarray, widths: np.ndarray) -> np.ndarray:
+def _paint(shape: tuple[int, int], points: np.ndarray, widths: np.ndarray, pinhole: int = 4) -> np.ndarray:
     """Width map: each pixel holds the largest width ``w`` of a centre point ``points[k]`` (row,
-    col; rounded) whose disk ``_disk(w)`` covers it, 0 elsewhere. Points outside are dropped."""
+    col; rounded) whose disk ``_disk(w)`` covers it, 0 elsewhere. Points outside are dropped.
+
+    Enclosed background pockets of at most ``pinhole`` pixels (4-connected; rounding artefacts
+    where two centre lines part at a small angle) are filled with the largest neighbouring width,
+    so they do not count as loops."""
     out = np.zeros(shape, np.uint8)
     if len(points) == 0:
         return out
@@ -79,6 +83,14 @@ def _paint(shape: tuple[int, int], points: np.ndarray, widths: np.ndarray) -> np
         centre[sel[:, 0], sel[:, 1]] = True
         mask = ndimage.binary_dilation(centre, _disk(int(w))) if w > 1 else centre
         out[mask] = np.maximum(out[mask], w)
+    if pinhole > 0:
+        lab, n = ndimage.label(out == 0)
+        small = np.bincount(lab.ravel(), minlength=n + 1) <= pinhole
+        small[0] = False
+        small[np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))] = False
+        holes = small[lab]
+        if holes.any():
+            out[holes] = ndimage.maximum_filter(out, 3)[holes]
     return out
 
 
@@ -129,8 +141,8 @@ class RoadStyle:
     """Parameters of synthetic_roads (ranges are drawn per image)."""
 
     size: int = 256
-    spacing: tuple[float, float] = (38.0, 100.0)  # mean distance between parallel roads (px)
-    keep: tuple[float, float] = (0.6, 0.9)  # fraction of grid segments that are roads
+    spacing: tuple[float, float] = (35.0, 85.0)  # mean distance between parallel roads (px)
+    keep: tuple[float, float] = (0.7, 0.92)  # fraction of grid segments that are roads
     jitter: tuple[float, float] = (0.0, 5.0)  # standard deviation of junction displacement (px)
     widths: tuple[int, ...] = (3, 4, 5, 6, 7)  # road widths (px), one per street
     width_weights: tuple[float, ...] = (0.3, 0.25, 0.2, 0.15, 0.1)
@@ -172,7 +184,8 @@ def render_roads(rng: np.random.Generator, style: RoadStyle = RoadStyle()
         return np.array(pos)
 
     us, vs = lines(), lines()
-    nodes = np.stack(np.meshgrid(us, vs, indexing="ij"), -1) + rng.normal(0, rng.uniform(*style.jitter), (len(us), len(vs), 2))
+    nodes = np.stack(np.meshgrid(us, vs, indexing="ij"), -1)
+    nodes += rng.normal(0, rng.uniform(*style.jitter), nodes.shape)
     p_w = np.array(style.width_weights) / np.sum(style.width_weights)
     col_w = rng.choice(style.widths, size=len(us), p=p_w)
     row_w = rng.choice(style.widths, size=len(vs), p=p_w)
@@ -390,7 +403,7 @@ def render_drive(rng: np.random.Generator, style: DriveStyle = DriveStyle()
     image += disc_w[..., None] * np.array([0.12, 0.3, 0.22]) * rng.uniform(0.8, 1.2)
 
     # vessels: darker, most of all in green; contrast grows with width (thin ones are faint)
-    strength = rng.uniform(*style.contrast) * np.clip(0.2 + 0.8 * (width_map - 1) / 4.0, 0.2, 1.0) * (width_map > 0)
+    strength = rng.uniform(*style.contrast) * np.clip(0.3 + 0.7 * (width_map - 1) / 4.0, 0.3, 1.0) * (width_map > 0)
     strength *= 0.75 + 0.25 * (1 + _field(rng, shape, 12)).clip(0, 2) / 2
     strength = ndimage.gaussian_filter(strength, 0.7)
     image *= 1 - strength[..., None] * np.array([0.35, 1.0, 0.7])[None, None]
@@ -526,9 +539,7 @@ def write_dataset(out_dir: str | Path | None, *, folder: str, generator: str, re
                 extra_folders.add(prefix)
             cases[split].append(case)
         meta = {"description": description, **(extra_meta or {})}
-        for prefix in sorted(extra_folders):
-            meta[f"{prefix}_folders"] = {"Tr": f"{prefix}Tr", "Ts": f"{prefix}Ts" if num_test else None}
-        C.finish(stage, name=out.name, channel_names=RGB, labels=labels, train_cases=cases["Tr"],
+        C.finish(stage, name=folder, channel_names=RGB, labels=labels, train_cases=cases["Tr"],
                  test_cases=cases["Ts"], file_ending=".png", dims=2, splits=kfold_splits(cases["Tr"], folds, seed),
                  extra_meta=meta, extra_folders=tuple(f"{p}Tr" for p in sorted(extra_folders)),
                  started=t0 if progress else None)
@@ -564,9 +575,11 @@ def generate_drive(out_dir: str | Path | None = None, *, seed: int = 0, num_trai
     return write_dataset(out_dir, folder="Dataset912_SyntheticDRIVE", generator="standins2d.drive",
                          render=lambda rng: render_drive(rng, st), style=st,
                          labels={"background": 0, "vessel": 1}, case_prefix="drive",
-                         description="synthetic stand-in for DRIVE retinal vessels (skelrecall); FOV masks in masksTr/masksTs",
+                         description="synthetic stand-in for DRIVE retinal vessels (skelrecall); "
+                                     "FOV masks in masksTr/masksTs",
                          seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
-                         progress=progress)
+                         progress=progress,
+                         extra_meta={"fov_masks": {"Tr": "masksTr", "Ts": "masksTs" if num_test else None}})
 
 
 def generate_cracks(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int = 200, num_test: int = 40,
