@@ -4,12 +4,18 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from skelrecall.losses import (CompoundLoss, DeepSupervisionLoss, DiceCELoss, SkeletonRecallLoss, SoftclDiceLoss,
                                TopoClDiceLoss, build_loss, ds_weights)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
+
+
+def _resolved(name):
+    """A loss config as a plain dict (interpolations such as the dataset's ignore label resolved)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"), resolve=True)
 
 
 def _data(c=3, spatial=(16, 16), seed=0):
@@ -132,7 +138,7 @@ def test_build_loss_from_every_config(name, num_classes, dims):
 
 
 def test_build_loss_errors_name_the_field():
-    cfg = yaml.safe_load((CONFIGS / "skeleton_recall.yaml").read_text())
+    cfg = _resolved("skeleton_recall")
     with pytest.raises(ValueError, match="unknown keys"):
         build_loss({**cfg, "wieght": 1}, num_classes=2, dims=2)
     with pytest.raises(ValueError, match="_target_"):
@@ -147,8 +153,15 @@ def test_build_loss_errors_name_the_field():
 
 
 def test_build_loss_takes_the_network_weights():
-    cfg = yaml.safe_load((CONFIGS / "skeleton_recall.yaml").read_text())
+    cfg = _resolved("skeleton_recall")
     ds = build_loss(cfg, num_classes=2, dims=2, ds_weights=[4, 2, 1])
     assert ds.scale_weights(3) == pytest.approx([4 / 7, 2 / 7, 1 / 7])
     with pytest.raises(ValueError, match="3 entries"):
         ds.scale_weights(4)
+
+
+def test_build_loss_passes_the_ignore_label_on():
+    cfg = _resolved("skeleton_recall")
+    cfg["generic"]["ignore_label"] = 3
+    ds = build_loss(cfg, num_classes=3, dims=2)
+    assert ds.loss.generic.ignore_label == 3 and ds.loss.connectivity.ignore_label == 3

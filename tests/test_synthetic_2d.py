@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from skelrecall.data.synthetic.tubes2d import generate, kfold_splits, render
+from skelrecall.data.synthetic.tubes2d import generate, render
 from skelrecall.io import read_image
 
 
@@ -45,11 +45,7 @@ def test_generate_layout_idempotence_and_splits(tmp_path):
     stamp = (out / "dataset.json").stat().st_mtime
     assert generate(out, seed=1, num_train=6, num_test=2, folds=3, progress=False) == out
     assert (out / "dataset.json").stat().st_mtime == stamp  # same parameters: kept as is
-    with pytest.raises(FileExistsError, match="other parameters"):
+    with pytest.raises(FileExistsError, match="other settings"):
         generate(out, seed=2, num_train=6, num_test=2, folds=3, progress=False)
     assert not (tmp_path / "Dataset901_Synthetic2D.partial").exists()
 
-
-def test_kfold_rejects_too_few_cases():
-    with pytest.raises(ValueError, match="folds"):
-        kfold_splits(["a", "b"], 5, 0)

@@ -10,6 +10,7 @@ from skimage.morphology import skeletonize
 from skelrecall.data.converters.roads import nodata_mask
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.data.synthetic import standins2d as S
+from skelrecall.data.synthetic.writer import SPLIT_CODES
 from skelrecall.io import read_image
 
 GENERATE = {"roads": S.generate_roads, "drive": S.generate_drive, "cracks": S.generate_cracks}
@@ -56,7 +57,7 @@ def test_layout_dataset_json_and_determinism(kind, tmp_path):
             assert lab.shape == (96, 96) and lab.dtype == np.uint8
             assert set(np.unique(lab)) <= set(LABELS[kind].values()) and (lab == 1).any()
             # the files are exactly the render of (seed, split, index)
-            ref_img, ref_lab, extra = RENDER[kind](np.random.default_rng([4, S.SPLIT_CODES[split], i]), style)
+            ref_img, ref_lab, extra = RENDER[kind](np.random.default_rng([4, SPLIT_CODES[split], i]), style)
             assert np.array_equal(img, ref_img) and np.array_equal(lab, ref_lab)
             if kind == "drive":
                 fov, _ = read_image(out / f"masks{split}" / f"{case}.png")

@@ -135,7 +135,6 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from skelrecall.data.datamodule import SegmentationDataModule
-    from skelrecall.evaluate import evaluate_folder, headline_rows
     from skelrecall.losses import build_loss
     from skelrecall.models import build_model
     from skelrecall.module import SegmentationModule
@@ -150,7 +149,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     dims, num_classes = int(cfg.dataset.dims), int(cfg.dataset.num_classes)
     model = build_model(cfg.backbone, dims=dims, in_channels=int(cfg.dataset.in_channels),
                         num_classes=num_classes, patch_size=list(cfg.data.patch_size))
-    loss = build_loss(cfg.loss, num_classes=num_classes, dims=dims)
+    loss = build_loss(cfg.loss, num_classes=num_classes, dims=dims, ds_weights=getattr(model, "ds_weights", None))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
     write_json(run_dir / "environment.json", environment_info())
@@ -175,10 +174,27 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(run_dir),
                         callbacks=[checkpoints], logger=loggers or False)
+    try:
+        return _fit_predict_evaluate(cfg, trainer, module, datamodule, cases, split, loggers)
+    finally:
+        if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+            import wandb
+
+            wandb.finish()  # else the next run of a multirun would log into this W&B run
+
+
+def _fit_predict_evaluate(cfg, trainer, module, datamodule, cases, split, loggers) -> dict[str, Any]:
+    """Fit (resuming from last.ckpt), predict ``cases`` of ``split``, evaluate, write ``done``."""
+    from skelrecall.evaluate import evaluate_folder, headline_rows
+
+    run_dir, layout = Path(cfg.run_dir), datamodule.layout
     last = run_dir / "checkpoints" / "last.ckpt"
     started = time.time()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
     train_seconds = time.time() - started
+    if trainer.interrupted or trainer.current_epoch < trainer.max_epochs:
+        raise RuntimeError(f"training stopped at epoch {trainer.current_epoch} of {trainer.max_epochs}; "
+                           "rerun the same command to resume from checkpoints/last.ckpt")
 
     # --- whole-image prediction and evaluation -------------------------------------------------
     pred_dir = run_dir / "predictions"

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from skelrecall.bench import cpu_model
+
 LOSSES = ["dice_ce", "skeleton_recall", "skeleton_recall_onehot", "cldice", "topo_cldice"]
 CLASSES = [2, 4, 8, 14]
 
@@ -59,7 +61,7 @@ FULL = {
 # others run in this process, so its memory numbers mean nothing.
 QUICK = {
     "sizes": {2: (1, (32, 32)), 3: (1, (8, 16, 16))},
-    "classes": [2, 3],
+    "classes": {2: [2, 3], 3: [2]},
     "steps": 1,
     "rounds": 1,
     "loss_repeats": 1,
@@ -104,7 +106,7 @@ def synthetic_batch(batch: int, spatial: tuple[int, ...], classes: int, seed: in
 
 
 def make_loss(name: str, classes: int, dims: int):
-    from skelrecall.losses import (CompoundLoss, DeepSupervisionLoss, DiceCELoss, SkeletonRecallLoss,
+    from skelrecall.losses import (CompoundLoss, DiceCELoss, SkeletonRecallLoss,
                                    SoftclDiceLoss, TopoClDiceLoss)
 
     conn = {
@@ -262,14 +264,7 @@ def _run_worker(spec: dict[str, Any], fresh_process: bool = True) -> dict[str, A
 def machine_description() -> dict[str, str]:
     import torch
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     mem = ""
     try:
         kb = int(Path("/proc/meminfo").read_text().split()[1])
@@ -303,7 +298,8 @@ def run(out_dir: str = "reports/bench", quick: bool = False, device: str | None 
     rows = []
     for rnd in range(plan["rounds"]):
         for dims, (batch, spatial) in plan["sizes"].items():
-            for classes in plan["classes"]:
+            class_list = plan["classes"][dims] if isinstance(plan["classes"], dict) else plan["classes"]
+            for classes in class_list:
                 for name in LOSSES:
                     if name == "topo_cldice" and dims == 3:
                         continue
@@ -422,13 +418,13 @@ def render_report(table, checks, machine, plan, device, elapsed, load_before, lo
         "",
         "## Setup",
         "",
-        f"- network: nnU-Net's PlainConvUNet (`skelrecall.models.unet.build_unet`, full width: 32 base",
+        "- network: nnU-Net's PlainConvUNet (`skelrecall.models.unet.build_unet`, full width: 32 base",
         "  features), deep supervision on, nnU-Net's weights; one training step = forward, loss, backward",
         f"- sizes: {sizes} (the paper's 2D 512x512 and 3D 80x160x192 are impractical on this CPU;",
         "  network and loss costs both scale with the number of voxels, so the ratios carry over only",
         "  approximately: per-class constant costs weigh more at small sizes)",
         f"- classes C (background included): {plan['classes']}; losses: {', '.join(LOSSES)} (Topo-clDice 2D only)",
-        f"- w = 1 for every connectivity loss; clDice 10 iterations; Topo-clDice 5 (2D) iterations,",
+        "- w = 1 for every connectivity loss; clDice 10 iterations; Topo-clDice 5 (2D) iterations,",
         "  Boolean simple-point test, probabilistic binarisation",
         "- synthetic thin tubes as labels; the skeleton map is the centre line dilated by one voxel",
         f"- each configuration in a fresh process{' (quick: only the first)' if quick else ''}, one torch thread; 1 warm-up step, then the median of {plan['steps']} steps;",

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from skelrecall.bench import cpu_model
 from skelrecall.io import atomic_write
 from skelrecall.metrics import betti_errors, betti_numbers, cldice, dice, evaluate_case
 
@@ -131,14 +132,7 @@ def gudhi_betti(mask: np.ndarray) -> tuple[int, ...]:
 
 
 def machine() -> dict[str, str]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     from importlib.metadata import PackageNotFoundError, version
 
     def _version(dist: str) -> str:

@@ -17,20 +17,17 @@ Defaults (48 x 96 x 96, 20 train + 10 test) take a few seconds on one CPU core.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
-from skelrecall.data.converters import common as C
-from skelrecall.io import write_image
+from skelrecall.data.synthetic.writer import make_style, write_synthetic
 
 FOLDER = "Dataset902_SyntheticCanal"
 LABELS = {"background": 0, "canal": 1}
-SPLIT_CODES = {"Tr": 0, "Ts": 1}
 
 
 @dataclass(frozen=True)
@@ -188,33 +185,15 @@ def render(rng: np.random.Generator, style: CanalStyle = CanalStyle()) -> tuple[
 
 
 def generate(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int = 20, num_test: int = 10,
-             folds: int = 5, overwrite: bool = False, **style: object) -> Path:
+             folds: int = 5, overwrite: bool = False, progress: bool = True, **style: object) -> Path:
     """Write the synthetic canal dataset (nnU-Net v2 raw layout, NIfTI) to ``out_dir`` and return it.
 
     ``style`` overrides :class:`CanalStyle` fields (e.g. ``shape=(32, 64, 64)``). An existing
     folder written with the same parameters is kept (idempotent); data are written into a
     temporary sibling folder and renamed into place once verified.
     """
-    t0 = time.time()
-    st = CanalStyle(**{k: tuple(v) if isinstance(v, list) else v for k, v in style.items()})
-    out = C.default_out(FOLDER, out_dir)
-    params = {"generator": "canal3d", "seed": seed, "num_train": num_train, "num_test": num_test, "folds": folds,
-              **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(st).items()}}
-    stage = C.Staging(out, params, overwrite=overwrite, key="synthetic")
-    if stage.done:
-        return out
-    affine = np.diag([st.spacing] * 3 + [1.0])
-    cases = {"Tr": [], "Ts": []}
-    with stage:
-        for split, count in (("Tr", num_train), ("Ts", num_test)):
-            for i in range(count):
-                rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
-                img, lab = render(rng, st)
-                case = f"canal_{split.lower()}_{i:03d}"
-                write_image(stage.tmp / f"images{split}" / f"{case}_0000.nii.gz", img, {"affine": affine})
-                write_image(stage.tmp / f"labels{split}" / f"{case}.nii.gz", lab, {"affine": affine})
-                cases[split].append(case)
-        C.finish(stage, name=FOLDER, channel_names={0: "CT"}, labels=LABELS, train_cases=cases["Tr"],
-                 test_cases=cases["Ts"], file_ending=".nii.gz", dims=3, splits=C.kfold_splits(cases["Tr"], folds, seed),
-                 started=t0, extra_meta={"description": "synthetic thin canals in CBCT-like volumes (skelrecall)"})
-    return out
+    st = make_style(CanalStyle, style)
+    return write_synthetic(out_dir, folder=FOLDER, generator="canal3d", render=lambda rng: render(rng, st), style=st,
+                           labels=LABELS, channel_names={0: "CT"}, case_prefix="canal", description="synthetic thin canals in CBCT-like volumes (skelrecall)",
+                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
+                           progress=progress, affine=np.diag([st.spacing] * 3 + [1.0]))

@@ -18,22 +18,19 @@ mm; deterministic in ``(seed, split, index)``; 20 + 10 cases in a few seconds.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from skelrecall.data.converters import common as C
 from skelrecall.data.synthetic.canal3d import render_tubes, smooth_noise, spline_curve
-from skelrecall.io import write_image
+from skelrecall.data.synthetic.writer import make_style, write_synthetic
 
 FOLDER = "Dataset903_SyntheticCoW"
 CLASS_NAMES = ("BA", "R-PCA", "L-PCA", "R-ICA", "R-MCA", "L-ICA", "L-MCA", "R-Pcom", "L-Pcom", "Acom",
                "R-ACA", "L-ACA", "3rd-A2")
 LABELS = {"background": 0, **{n: i + 1 for i, n in enumerate(CLASS_NAMES)}}
-SPLIT_CODES = {"Tr": 0, "Ts": 1}
 
 # Control points in normalised (z, y, x) coordinates; x < 0.5 is the patient's right.
 _RIGHT_TEMPLATE = {
@@ -145,32 +142,15 @@ def render(rng: np.random.Generator, style: CowStyle = CowStyle()) -> tuple[np.n
 
 
 def generate(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int = 20, num_test: int = 10,
-             folds: int = 5, overwrite: bool = False, **style: object) -> Path:
+             folds: int = 5, overwrite: bool = False, progress: bool = True, **style: object) -> Path:
     """Write the synthetic CoW dataset (nnU-Net v2 raw layout, NIfTI, 13 classes) to ``out_dir``.
 
     ``style`` overrides :class:`CowStyle` fields. Idempotent for equal parameters; written into a
     temporary sibling folder and renamed into place once verified.
     """
-    t0 = time.time()
-    st = CowStyle(**{k: tuple(v) if isinstance(v, list) else v for k, v in style.items()})
-    out = C.default_out(FOLDER, out_dir)
-    params = {"generator": "cow3d", "seed": seed, "num_train": num_train, "num_test": num_test, "folds": folds,
-              **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(st).items()}}
-    stage = C.Staging(out, params, overwrite=overwrite, key="synthetic")
-    if stage.done:
-        return out
-    affine = np.diag([st.spacing] * 3 + [1.0])
-    cases = {"Tr": [], "Ts": []}
-    with stage:
-        for split, count in (("Tr", num_train), ("Ts", num_test)):
-            for i in range(count):
-                rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
-                img, lab = render(rng, st)
-                case = f"cow_{split.lower()}_{i:03d}"
-                write_image(stage.tmp / f"images{split}" / f"{case}_0000.nii.gz", img, {"affine": affine})
-                write_image(stage.tmp / f"labels{split}" / f"{case}.nii.gz", lab, {"affine": affine})
-                cases[split].append(case)
-        C.finish(stage, name=FOLDER, channel_names={0: "MRA"}, labels=LABELS, train_cases=cases["Tr"],
-                 test_cases=cases["Ts"], file_ending=".nii.gz", dims=3, splits=C.kfold_splits(cases["Tr"], folds, seed),
-                 started=t0, extra_meta={"description": "synthetic Circle-of-Willis-like vessel trees, MRA-like (skelrecall)"})
-    return out
+    st = make_style(CowStyle, style)
+    return write_synthetic(out_dir, folder=FOLDER, generator="cow3d", render=lambda rng: render(rng, st), style=st,
+                           labels=LABELS, channel_names={0: "MRA"}, case_prefix="cow",
+                           description="synthetic Circle-of-Willis-like vessel trees, MRA-like (skelrecall)",
+                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
+                           progress=progress, affine=np.diag([st.spacing] * 3 + [1.0]))

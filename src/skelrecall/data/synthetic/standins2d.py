@@ -26,27 +26,21 @@ verified by :mod:`skelrecall.data.converters.common`.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from tqdm import tqdm
 
-from skelrecall.data.converters import common as C
-from skelrecall.data.synthetic.tubes2d import _curve, _smooth_field, kfold_splits
-from skelrecall.io import write_image
+from skelrecall.data.synthetic.tubes2d import _curve, _smooth_field
+from skelrecall.data.synthetic.writer import make_style, write_synthetic
 
-SPLIT_CODES = {"Tr": 0, "Ts": 1}
 RGB = {0: "R", 1: "G", 2: "B"}
 ROADS_IGNORE = 2
 
 # one render call: rng -> (image (H, W, 3) uint8, label (H, W) uint8, {folder prefix: extra uint8 map})
-Render = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,91 +499,42 @@ def render_cracks(rng: np.random.Generator, style: CrackStyle = CrackStyle()
 # dataset writers
 
 
-def write_dataset(out_dir: str | Path | None, *, folder: str, generator: str, render: Render, style: Any,
-                  labels: dict[str, int], case_prefix: str, description: str, seed: int, num_train: int,
-                  num_test: int, folds: int, overwrite: bool, progress: bool, extra_meta: dict[str, Any] | None = None
-                  ) -> Path:
-    """Write ``render``'s cases as an nnU-Net v2 raw RGB-PNG dataset (``C.default_out(folder,
-    out_dir)``) and return its path.
-
-    Case ``i`` of split ``s`` uses ``numpy.random.default_rng([seed, SPLIT_CODES[s], i])``; the
-    extra maps a render returns (``{"masks": ...}``) go to ``masksTr``/``masksTs``. An existing
-    folder made with the same parameters (stored under ``synthetic`` in dataset.json) is kept;
-    other parameters need ``overwrite=True``. Data are staged in a sibling folder, verified, then
-    moved into place.
-    """
-    t0 = time.time()
-    out = C.default_out(folder, out_dir)
-    params = {"generator": generator, "seed": seed, "num_train": num_train, "num_test": num_test, "folds": folds,
-              **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(style).items()}}
-    stage = C.Staging(out, params, overwrite=overwrite, key="synthetic")
-    if stage.done:
-        return out
-    cases: dict[str, list[str]] = {"Tr": [], "Ts": []}
-    extra_folders: set[str] = set()
-    jobs = [(split, i) for split, n in (("Tr", num_train), ("Ts", num_test)) for i in range(n)]
-    with stage:
-        for split, i in tqdm(jobs, desc=f"synthesize {out.name}", disable=not progress, unit="img"):
-            image, label, extra = render(np.random.default_rng([seed, SPLIT_CODES[split], i]))
-            case = f"{case_prefix}_{split.lower()}_{i:04d}"
-            write_image(stage.tmp / f"images{split}" / f"{case}_0000.png", image)
-            write_image(stage.tmp / f"labels{split}" / f"{case}.png", label)
-            for prefix, arr in extra.items():
-                write_image(stage.tmp / f"{prefix}{split}" / f"{case}.png", arr)
-                extra_folders.add(prefix)
-            cases[split].append(case)
-        meta = {"description": description, **(extra_meta or {})}
-        C.finish(stage, name=folder, channel_names=RGB, labels=labels, train_cases=cases["Tr"],
-                 test_cases=cases["Ts"], file_ending=".png", dims=2, splits=kfold_splits(cases["Tr"], folds, seed),
-                 extra_meta=meta, extra_folders=tuple(f"{p}Tr" for p in sorted(extra_folders)),
-                 started=t0 if progress else None)
-    return out
-
-
-def _style(cls: type, overrides: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(f"unknown {cls.__name__} option(s) {unknown}; available: {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
-
-
 def generate_roads(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int = 200, num_test: int = 50,
                    folds: int = 5, overwrite: bool = False, progress: bool = True, **style: Any) -> Path:
     """Write ``Dataset911_SyntheticRoads`` (labels: 0 background, 1 road, 2 ignore = no-data);
     ``style`` overrides :class:`RoadStyle` fields."""
-    st = _style(RoadStyle, style)
-    return write_dataset(out_dir, folder="Dataset911_SyntheticRoads", generator="standins2d.roads",
-                         render=lambda rng: render_roads(rng, st), style=st,
-                         labels={"background": 0, "road": 1, "ignore": ROADS_IGNORE}, case_prefix="roads",
-                         description="synthetic stand-in for Massachusetts Roads (skelrecall); 2 = no-data (ignore)",
-                         seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
-                         progress=progress)
+    st = make_style(RoadStyle, style)
+    return write_synthetic(out_dir, channel_names=RGB, folder="Dataset911_SyntheticRoads", generator="standins2d.roads",
+                           render=lambda rng: render_roads(rng, st), style=st,
+                           labels={"background": 0, "road": 1, "ignore": ROADS_IGNORE}, case_prefix="roads",
+                           description="synthetic stand-in for Massachusetts Roads (skelrecall); 2 = no-data (ignore)",
+                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
+                           progress=progress)
 
 
 def generate_drive(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int = 40, num_test: int = 10,
                    folds: int = 5, overwrite: bool = False, progress: bool = True, **style: Any) -> Path:
     """Write ``Dataset912_SyntheticDRIVE`` (labels: 0 background, 1 vessel; FOV masks in
     ``masksTr``/``masksTs``); ``style`` overrides :class:`DriveStyle` fields."""
-    st = _style(DriveStyle, style)
-    return write_dataset(out_dir, folder="Dataset912_SyntheticDRIVE", generator="standins2d.drive",
-                         render=lambda rng: render_drive(rng, st), style=st,
-                         labels={"background": 0, "vessel": 1}, case_prefix="drive",
-                         description="synthetic stand-in for DRIVE retinal vessels (skelrecall); "
-                                     "FOV masks in masksTr/masksTs",
-                         seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
-                         progress=progress,
-                         extra_meta={"fov_masks": {"Tr": "masksTr", "Ts": "masksTs" if num_test else None}})
+    st = make_style(DriveStyle, style)
+    return write_synthetic(out_dir, channel_names=RGB, folder="Dataset912_SyntheticDRIVE", generator="standins2d.drive",
+                           render=lambda rng: render_drive(rng, st), style=st,
+                           labels={"background": 0, "vessel": 1}, case_prefix="drive",
+                           description="synthetic stand-in for DRIVE retinal vessels (skelrecall); "
+                                       "FOV masks in masksTr/masksTs",
+                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
+                           progress=progress,
+                           extra_meta={"fov_masks": {"Tr": "masksTr", "Ts": "masksTs" if num_test else None}})
 
 
 def generate_cracks(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int = 200, num_test: int = 40,
                     folds: int = 5, overwrite: bool = False, progress: bool = True, **style: Any) -> Path:
     """Write ``Dataset913_SyntheticCracks`` (labels: 0 background, 1 crack); ``style`` overrides
     :class:`CrackStyle` fields."""
-    st = _style(CrackStyle, style)
-    return write_dataset(out_dir, folder="Dataset913_SyntheticCracks", generator="standins2d.cracks",
-                         render=lambda rng: render_cracks(rng, st), style=st,
-                         labels={"background": 0, "crack": 1}, case_prefix="cracks",
-                         description="synthetic stand-in for concrete cracks (skelrecall)",
-                         seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
-                         progress=progress)
+    st = make_style(CrackStyle, style)
+    return write_synthetic(out_dir, channel_names=RGB, folder="Dataset913_SyntheticCracks", generator="standins2d.cracks",
+                           render=lambda rng: render_cracks(rng, st), style=st,
+                           labels={"background": 0, "crack": 1}, case_prefix="cracks",
+                           description="synthetic stand-in for concrete cracks (skelrecall)",
+                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
+                           progress=progress)

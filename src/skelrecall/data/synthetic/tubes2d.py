@@ -13,20 +13,15 @@ Everything is deterministic in ``(seed, split, index)``; images are grey uint8 P
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial import Delaunay
-from tqdm import tqdm
 
-from skelrecall.data.layout import DatasetLayout, write_dataset_json, write_json
-from skelrecall.io import write_image
-
-SPLIT_CODES = {"Tr": 0, "Ts": 1}
+from skelrecall.data.synthetic.writer import make_style, write_synthetic
 
 
 @dataclass(frozen=True)
@@ -43,9 +38,6 @@ class Style:
     occluders: tuple[int, int] = (2, 5)  # number of occluding patches
     occluder_radius: tuple[float, float] = (3.0, 9.0)
     noise: tuple[float, float] = (0.04, 0.09)  # pixel noise standard deviation
-
-
-STYLES = {"tubes": Style()}
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -84,7 +76,7 @@ def _curve(rng: np.random.Generator, p: np.ndarray, q: np.ndarray, wiggle: float
     return p[None] + t[:, None] * d[None] + offset[:, None] * normal[None]
 
 
-def render(rng: np.random.Generator, style: Style = STYLES["tubes"]) -> tuple[np.ndarray, np.ndarray]:
+def render(rng: np.random.Generator, style: Style = Style()) -> tuple[np.ndarray, np.ndarray]:
     """One ``(image uint8, label uint8 in {0, 1})`` pair of shape ``(size, size)``."""
     size = style.size
     shape = (size, size)
@@ -131,62 +123,22 @@ def render(rng: np.random.Generator, style: Style = STYLES["tubes"]) -> tuple[np
 
 
 def generate(
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     seed: int = 0,
     num_train: int = 240,
     num_test: int = 60,
-    style: str = "tubes",
     folds: int = 5,
     overwrite: bool = False,
     progress: bool = True,
+    **style: object,
 ) -> Path:
-    """Write a synthetic 2D dataset to ``out_dir`` (nnU-Net v2 raw layout) and return it.
-
-    An existing folder written with the same parameters is kept as it is (idempotent); the data
-    are first written to a temporary sibling folder that is renamed into place when complete.
-    """
-    if style not in STYLES:
-        raise KeyError(f"unknown style {style!r}; available: {', '.join(STYLES)}")
-    out_dir = Path(out_dir)
-    params = {"generator": "tubes2d", "seed": seed, "num_train": num_train, "num_test": num_test,
-              "style": style, "folds": folds, **asdict(STYLES[style])}
-    params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
-    if (out_dir / "dataset.json").is_file() and not overwrite:
-        existing = DatasetLayout(out_dir).meta.get("synthetic")
-        if existing == params:
-            return out_dir
-        raise FileExistsError(f"{out_dir} holds a dataset made with other parameters ({existing}); "
-                              "pass overwrite=True (--overwrite) to replace it")
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    counts = {"Tr": num_train, "Ts": num_test}
-    jobs = [(split, i) for split, n in counts.items() for i in range(n)]
-    for split, i in tqdm(jobs, desc=f"synthesize {out_dir.name}", disable=not progress, unit="img"):
-        rng = np.random.default_rng([seed, SPLIT_CODES[split], i])
-        image, label = render(rng, STYLES[style])
-        case = f"synth_{split.lower()}_{i:04d}"
-        write_image(tmp / f"images{split}" / f"{case}_0000.png", image)
-        write_image(tmp / f"labels{split}" / f"{case}.png", label)
-    write_dataset_json(tmp, channel_names={0: "grey"}, labels={"background": 0, "structure": 1},
-                       num_training=num_train, file_ending=".png", synthetic=params,
-                       name=out_dir.name, description="synthetic thin curvilinear networks (skelrecall)")
-    train_cases = sorted(f"synth_tr_{i:04d}" for i in range(num_train))
-    write_json(tmp / "splits.json", kfold_splits(train_cases, folds, seed))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    return out_dir
-
-
-def kfold_splits(cases: list[str], folds: int, seed: int) -> list[dict[str, list[str]]]:
-    """nnU-Net-style ``splits_final.json`` content: ``folds`` random, disjoint validation sets."""
-    if folds < 2 or len(cases) < folds:
-        raise ValueError(f"cannot make {folds} folds from {len(cases)} cases")
-    order = np.random.default_rng(seed).permutation(len(cases))
-    parts = np.array_split(order, folds)
-    return [
-        {"train": sorted(cases[j] for k, p in enumerate(parts) if k != f for j in p),
-         "val": sorted(cases[j] for j in parts[f])}
-        for f in range(folds)
-    ]
+    """Write ``Dataset901_Synthetic2D`` (grey PNG; labels 0 background, 1 structure) to ``out_dir``
+    (see :func:`skelrecall.data.synthetic.writer.write_synthetic`); ``style`` overrides
+    :class:`Style` fields."""
+    st = make_style(Style, style)
+    return write_synthetic(out_dir, folder="Dataset901_Synthetic2D", generator="tubes2d", render=lambda rng: render(rng, st),
+                           style=st, labels={"background": 0, "structure": 1}, channel_names={0: "grey"},
+                           case_prefix="synth", description="synthetic thin curvilinear networks (skelrecall)",
+                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
+                           progress=progress)
