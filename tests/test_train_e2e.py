@@ -58,7 +58,7 @@ def test_multirun_two_losses_then_report(tiny_root, tmp_path):
         assert (run_dir / "done").exists(), sorted(p.name for p in run_dir.iterdir())
         assert f"name: {loss}" in (run_dir / "config.yaml").read_text()
         assert list((run_dir / "wandb").glob("offline-run-*")), "W&B offline run missing"
-        assert "train/loss_epoch" in (run_dir / "csv/metrics.csv").read_text()
+        assert "train/loss_epoch" in (run_dir / "csv/attempt_0/metrics.csv").read_text()
     md = make_report(tiny_root / "runs/smoke/multi", tmp_path, "table").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| synthetic_2d")]
     assert len(rows) == 2 and "dice_ce" in rows[0] and "skeleton_recall" in rows[1]
@@ -103,3 +103,34 @@ def test_3d_multiclass_run(tmp_path):
     assert {"mean", "merged"} <= set(per_case["class"]) and "betti2_error" in per_case.columns
     assert summary["n_cases"] == 1 and "merged" in summary
     assert len(list((Path(cfg.run_dir) / "predictions").glob("*.nii.gz"))) == 1
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_root, monkeypatch):
+    """Ctrl-C during the second epoch; rerunning continues after the last checkpoint and finishes once."""
+    import torch
+
+    from skelrecall.module import SegmentationModule
+
+    cfg = compose_train("profile=smoke", "logger=csv", f"paths.root={tiny_root}", "experiment_name=resume",
+                        "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=10")
+    run_dir = Path(cfg.run_dir)
+
+    def interrupt(self):
+        if self.current_epoch == 1 and (run_dir / "checkpoints/last.ckpt").exists():
+            raise KeyboardInterrupt  # Lightning turns this into a graceful shutdown and exit code 1
+
+    monkeypatch.setattr(SegmentationModule, "on_train_epoch_end", interrupt, raising=False)
+    with pytest.raises(SystemExit):
+        run(cfg)
+    assert (run_dir / "checkpoints/last.ckpt").exists() and not (run_dir / "done").exists()
+    first = pd.read_csv(run_dir / "csv/attempt_0/metrics.csv")
+    assert first["epoch"].max() == 1
+    saved_epoch = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+    assert saved_epoch == 0  # epoch 0 finished and was saved; epoch 1 was interrupted
+
+    monkeypatch.undo()
+    summary = run(cfg)
+    assert summary["n_cases"] == 3 and (run_dir / "done").exists()
+    second = pd.read_csv(run_dir / "csv/attempt_1/metrics.csv")
+    assert second["epoch"].dropna().min() == saved_epoch + 1 and second["epoch"].max() == 3  # continued, not restarted
+    assert len(pd.read_csv(run_dir / "per_case.csv")) == 3  # one set of results

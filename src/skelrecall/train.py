@@ -5,6 +5,7 @@ Run folder (``run_dir``)::
     runs/<experiment>/<dataset>/<backbone>/<loss>/w=<w>/seed=<s>/fold=<f>/
       config.yaml         the resolved config          environment.json  git commit, versions
       checkpoints/        last.ckpt (resumed from if present)
+      csv/attempt_<k>/    metrics.csv of each (re)start     wandb/, wandb_id.txt  W&B run (offline by default)
       predictions/        whole-image label maps of the evaluated cases
       per_case.csv        summary.json (skelrecall.evaluate)
       done                written last; a run folder with it is skipped (``force=true`` reruns)
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -98,15 +100,21 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     kind = cfg.logger.name
     if kind == "none":
         return []
-    loggers = [CSVLogger(save_dir=str(run_dir), name="csv", version="")]
+    # one CSV folder per attempt, so that resuming an interrupted run keeps the earlier epochs' log
+    attempt = len(list((run_dir / "csv").glob("attempt_*")))
+    loggers = [CSVLogger(save_dir=str(run_dir), name="csv", version=f"attempt_{attempt}")]
     if kind == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
         mode = cfg.logger.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
         os.environ.setdefault("WANDB_SILENT", "true")
+        id_file = run_dir / "wandb_id.txt"  # a resumed run continues the same W&B run
+        if not id_file.exists():
+            atomic_write(id_file, lambda tmp: tmp.write_text(uuid.uuid4().hex[:12]))
         tags = [cfg.dataset.name, cfg.backbone.name, cfg.loss.name, f"w={cfg.loss.w}", f"seed={cfg.seed}", cfg.profile.name]
         loggers.append(WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.experiment_name,
                                    name=cfg.run_name.replace("/", "|"), tags=tags, save_dir=str(run_dir), mode=mode,
+                                   id=id_file.read_text().strip(), resume="allow",
                                    config=OmegaConf.to_container(cfg, resolve=True)))
     elif kind != "csv":
         raise ConfigError(f"logger.name must be wandb, csv or none; got {kind!r}")
@@ -170,7 +178,8 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
                                 optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
                                 inference=OmegaConf.to_container(cfg.inference, resolve=True),
                                 num_classes=num_classes)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0)
+    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=1,
+                                  save_on_train_epoch_end=True)  # every epoch, whatever the validation interval
     loggers = build_loggers(cfg, run_dir)
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(run_dir),
                         callbacks=[checkpoints], logger=loggers or False)

@@ -8,6 +8,7 @@ import importlib
 SUITES = {
     "metrics": "skelrecall.bench.metrics",
     "losses": "skelrecall.bench.losses",
+    "throughput": "skelrecall.bench.throughput",
 }
 
 
