@@ -167,7 +167,8 @@ def test_hrnet_missing_packages_message(monkeypatch):
 def test_hrnet_w18_forward_backward_and_checkpoint(tmp_path):
     pytest.importorskip("mmseg", reason="HRNet needs the optional extra: pip install -e '.[hrnet]'")
     torch.manual_seed(0)
-    cfg = OmegaConf.load(CONFIGS / "hrnet.yaml")
+    # the ImageNet-normalisation path (off in our pipeline, which z-scores inputs): 1 channel -> RGB stem
+    cfg = OmegaConf.merge(OmegaConf.load(CONFIGS / "hrnet.yaml"), {"normalize_imagenet": True})
     model = build_model(cfg, dims=2, in_channels=3, num_classes=2, patch_size=(64, 64))
     assert 9.5e6 < sum(p.numel() for p in model.parameters()) < 9.8e6  # HRNetV2-W18 + FCN: 9.6 M
     out = model.train()(torch.rand(1, 3, 64, 64))

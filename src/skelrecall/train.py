@@ -129,9 +129,11 @@ def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Pat
 
     from skelrecall.inference import predict_labels
 
-    device = module.device if module.device.type != "meta" else torch.device("cpu")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Lightning's teardown moved it to CPU
+    module.to(device)
     ending = datamodule.layout.file_ending
-    for case in tqdm(datamodule.load_cases(cases, split), desc="predicting", unit="case"):
+    for name in tqdm(cases, desc="predicting", unit="case"):
+        case = datamodule.load_cases([name], split)[0]  # one at a time: whole volumes can be large
         image = torch.from_numpy(case.image)[None].to(device)
         pred = predict_labels(module.model, image, cfg.data.patch_size, **cfg.inference).cpu().numpy()
         write_image(out_dir / f"{case.name}{ending}", pred.astype(np.uint8), case.meta)

@@ -31,6 +31,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,8 @@ def hrnet_available() -> bool:
     try:
         from skelrecall.models.hrnet import import_mmseg
 
-        with contextlib.redirect_stderr(io.StringIO()):
+        with warnings.catch_warnings():  # mmcv-lite warns about its missing compiled ops
+            warnings.simplefilter("ignore", UserWarning)
             import_mmseg()
         return True
     except ImportError:
@@ -312,9 +314,9 @@ def render_report(table, skipped: list[str], device: str, quick: bool, elapsed: 
         "",
         _md(rows),
         "",
-        "`workers needed` = training samples/s / loader samples/s per worker (skeleton on): below 1, one "
-        "worker keeps up. On a CPU-only machine training and workers share the cores: with both sides at one "
-        "core each, the fraction of time spent loading is `workers needed / (1 + workers needed)`.",
+        "`workers needed` = training samples/s / loader samples/s per worker (skeleton on): how many loader "
+        "workers (one core each) keep one training process fed; below 1, a single worker keeps up. On a "
+        "CPU-only machine the workers take their cores from the training step.",
         "",
         "Cost of the tubed skeleton in the loader (ratios, not absolute goals):",
         "",

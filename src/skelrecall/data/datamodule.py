@@ -104,8 +104,9 @@ def build_augmentation(dims: int, enabled: bool = True):
                       mode=("bilinear", "nearest"), padding_mode="zeros"),
         T.RandGaussianNoised("image", prob=0.1, std=0.1),
         T.RandGaussianSmoothd("image", prob=0.2, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
-        T.RandScaleIntensityd("image", prob=0.15, factors=0.25),
-        T.RandAdjustContrastd("image", prob=0.15, gamma=(0.7, 1.5)),
+        T.RandScaleIntensityd("image", prob=0.15, factors=0.25),  # brightness (multiplicative)
+        T.RandScaleIntensityFixedMeand("image", prob=0.15, factors=0.25),  # contrast around the mean
+        T.RandAdjustContrastd("image", prob=0.15, gamma=(0.7, 1.5)),  # gamma
         T.RandSimulateLowResolutiond("image", prob=0.125, zoom_range=(0.5, 1.0),
                                      upsample_mode="bilinear" if dims == 2 else "trilinear"),
         *[T.RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(dims)],
