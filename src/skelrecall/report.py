@@ -39,7 +39,7 @@ def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
     rows = []
     for config_path in sorted(Path(runs_dir).rglob("config.yaml")):
         run_dir = config_path.parent
-        if run_dir.name == ".hydra":
+        if not (run_dir / "environment.json").exists():  # Hydra's .hydra/, W&B's files/: not run folders
             continue
         cfg = yaml.safe_load(config_path.read_text())
         row: dict[str, Any] = {
