@@ -42,10 +42,15 @@ def test_single_run_with_w_override(tiny_root):
     env = json.loads((run_dir / "environment.json").read_text())
     assert env["packages"]["torch"] and "python" in env
     assert len(list((run_dir / "predictions").glob("*.png"))) == 3
-    # a finished run is skipped, not retrained
+    # a finished run is skipped, not retrained ...
     mtime = (run_dir / "done").stat().st_mtime
     run(cfg)
     assert (run_dir / "done").stat().st_mtime == mtime
+    # ... unless forced: then it trains again from scratch (a new CSV attempt that starts at epoch 0)
+    cfg.force = True
+    run(cfg)
+    assert (run_dir / "done").stat().st_mtime > mtime
+    assert pd.read_csv(run_dir / "csv/attempt_1/metrics.csv")["epoch"].min() == 0
 
 
 def test_multirun_two_losses_then_report(tiny_root, tmp_path):

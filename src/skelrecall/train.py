@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -150,9 +151,12 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     from skelrecall.module import SegmentationModule
 
     run_dir = Path(cfg.run_dir)
-    if (run_dir / "done").exists() and not cfg.force:
-        print(f"[skelrecall] {run_dir} is finished (done marker); skipping. Pass force=true to rerun.")
-        return json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else None
+    if (run_dir / "done").exists():
+        if not cfg.force:
+            print(f"[skelrecall] {run_dir} is finished (done marker); skipping. Pass force=true to rerun.")
+            return json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else None
+        (run_dir / "done").unlink()  # force: train again from scratch, not from the final checkpoint
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
     # --- everything that can fail on the inputs, before any training -------------------------
     layout = open_dataset(cfg)
