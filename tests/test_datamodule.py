@@ -68,3 +68,21 @@ def test_ignore_label_is_background_for_the_skeleton_and_oversampling():
     known = np.where(label[0] == 2, 0, label[0])
     np.testing.assert_array_equal(skeleton, tubed_skeleton(known))
     assert set(np.unique(skeleton)) == {0, 1}
+
+
+def test_ct_normalization_uses_training_foreground_statistics():
+    from skelrecall.data.datamodule import ct_normalize, ct_statistics
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 1, (1, 40, 40)).astype(np.float32)
+    label = np.zeros((1, 40, 40), bool)
+    label[0, 10:30, 10:30] = True
+    image[0, 10:30, 10:30] = rng.normal(300, 50, (20, 20))  # foreground intensities
+    stats = ct_statistics([image], [label], rng)
+    fg = image[0, 10:30, 10:30]
+    np.testing.assert_allclose(stats["low"], np.percentile(fg, 0.5), rtol=1e-6)
+    np.testing.assert_allclose(stats["high"], np.percentile(fg, 99.5), rtol=1e-6)
+    out = ct_normalize(image, stats)
+    expected = (np.clip(image, stats["low"][0], stats["high"][0]) - fg.mean()) / fg.std()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    assert abs(out[0, 10:30, 10:30].mean()) < 0.05  # foreground ends up near zero mean
