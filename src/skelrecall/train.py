@@ -2,13 +2,13 @@
 
 Run folder (``run_dir``)::
 
-    runs/<experiment>/<dataset>/<backbone>/<loss>/w=<w>/seed=<s>/fold=<f>/
+    runs/<profile>/<experiment>/<dataset>/<backbone>/<loss>/w=<w>/seed=<s>/fold=<f>/
       config.yaml         the resolved config          environment.json  git commit, versions
-      checkpoints/        last.ckpt (resumed from if present)
+      checkpoints/        last.ckpt, saved every epoch (resumed from if present)
       csv/attempt_<k>/    metrics.csv of each (re)start     wandb/, wandb_id.txt  W&B run (offline by default)
       predictions/        whole-image label maps of the evaluated cases
       per_case.csv        summary.json (skelrecall.evaluate)
-      done                written last; a run folder with it is skipped (``force=true`` reruns)
+      done                written last; a run folder with it is skipped (``force=true`` retrains from scratch)
       failed              the error of a run that crashed (removed when it later succeeds)
 
 Everything that can be wrong with the inputs (dataset folder, label map, loss, backbone, patch

@@ -113,6 +113,11 @@ def build_augmentation(dims: int, enabled: bool = True):
     ])
 
 
+def without_ignore(label: np.ndarray, ignore_label: int | None) -> np.ndarray:
+    """``label`` with the ignore label (e.g. Roads' no-data) set to background."""
+    return label if ignore_label is None else np.where(label == ignore_label, 0, label)
+
+
 def crop_patch(case: Case, patch: tuple[int, ...], rng: np.random.Generator, force_fg: bool):
     """A ``patch``-sized crop of image and label, padded where the case is smaller."""
     spatial = case.label.shape[1:]
@@ -170,7 +175,7 @@ class PatchDataset(Dataset):
         sample = {"image": torch.from_numpy(np.ascontiguousarray(image)),
                   "label": torch.from_numpy(label.astype(np.int64))}
         if self.skeleton:
-            known = label[0] if self.ignore_label is None else np.where(label[0] == self.ignore_label, 0, label[0])
+            known = without_ignore(label[0], self.ignore_label)
             sample["skeleton"] = torch.from_numpy(tubed_skeleton(known)[None].astype(np.int64))
         return sample
 
@@ -237,8 +242,7 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def foreground(self, label: np.ndarray) -> np.ndarray:
         """Foreground voxels (label > 0, the ignore label excluded)."""
-        fg = label > 0
-        return fg if self.ignore_label is None else fg & (label != self.ignore_label)
+        return without_ignore(label, self.ignore_label) > 0
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_cases:
