@@ -14,7 +14,8 @@ STAMP         := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|paper)  EXTRAS=$(EXTRAS)  TORCH_VERSION=$(TORCH_VERSION)"
+	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|paper)  LAUNCHER=(parallel|local|slurm|basic)  ARGS=(Hydra overrides)"
+	@echo "             EXTRAS=$(EXTRAS)  TORCH_VERSION=$(TORCH_VERSION)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,14 +45,11 @@ sweep: install ## Hydra multirun: make sweep ARGS="loss=dice_ce,skeleton_recall 
 evaluate: install ## score a folder: make evaluate PRED=dir LABELS=dir
 	$(BIN)/skelrecall-evaluate --pred "$(PRED)" --labels "$(LABELS)"
 
-report: install ## tables from finished runs of PROFILE into reports/tables
-	$(BIN)/skelrecall-report --runs runs/$(PROFILE)/foundation --name foundation_$(PROFILE) \
-		--title "Dice+CE vs Skeleton Recall on synthetic_2d ($(PROFILE) profile)"
+report: install ## tables 2/3 and figures from the finished runs of PROFILE (reports/tables, reports/figures)
+	$(BIN)/skelrecall-report --profile $(PROFILE)
 
-reproduce: install ## the main job: synthetic data, both losses, evaluation, table (PROFILE=cpu|smoke)
-	$(BIN)/skelrecall-data synthesize synthetic_2d
-	$(BIN)/skelrecall-train --multirun experiment_name=foundation profile=$(PROFILE) loss=dice_ce,skeleton_recall
-	@$(MAKE) --no-print-directory report PROFILE=$(PROFILE)
+reproduce: install ## every paper table and figure: PROFILE=cpu (synthetic, ~1 h, 2 cores) | smoke (minutes) | paper (GPUs)
+	$(BIN)/skelrecall-reproduce --profile $(PROFILE) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(ARGS)
 
 bench: install ## resource benchmarks into reports/bench (ratios measured in one run)
 	$(BIN)/skelrecall-bench all

@@ -55,7 +55,7 @@ def test_topcow_remap_lut():
     assert topcow.remap_multiclass(lab).tolist() == [0, 1, 12, 13]
 
 
-@pytest.mark.parametrize("name", sorted(CONVERTERS) + ["synthetic_canal", "synthetic_cow"])
+@pytest.mark.parametrize("name", sorted(CONVERTERS) + ["synthetic_canal", "synthetic_cow", "synthetic_cow_binary"])
 def test_dataset_configs_match_the_code(name):
     cfg = yaml.safe_load((REPO / "configs" / "dataset" / f"{name}.yaml").read_text())
     keys = {"name", "folder", "dims", "in_channels", "num_classes", "labels", "ignore_label", "normalization",
@@ -65,8 +65,10 @@ def test_dataset_configs_match_the_code(name):
     assert len(cfg["patch_size"]) == cfg["dims"] and cfg["num_classes"] == len(cfg["labels"])
     assert list(cfg["labels"].values()) == list(range(cfg["num_classes"]))
     code_labels = {"synthetic_canal": canal3d.LABELS, "synthetic_cow": cow3d.LABELS,
+                   "synthetic_cow_binary": {"background": 0, "vessel": 1},
                    "topcow_multiclass": topcow.MULTICLASS_LABELS, "topcow_binary": topcow.BINARY_LABELS}
-    folder = {"synthetic_canal": canal3d.FOLDER, "synthetic_cow": cow3d.FOLDER}.get(name) or FOLDERS[name]
+    folder = {"synthetic_canal": canal3d.FOLDER, "synthetic_cow": cow3d.FOLDER,
+              "synthetic_cow_binary": cow3d.BINARY_FOLDER}.get(name) or FOLDERS[name]
     assert cfg["folder"] == folder
     if name in code_labels:
         assert cfg["labels"] == code_labels[name]

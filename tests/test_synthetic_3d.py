@@ -1,4 +1,5 @@
-"""Synthetic 3D datasets: synthetic_canal (binary, CBCT-like) and synthetic_cow (13 classes, MRA-like)."""
+"""Synthetic 3D datasets: synthetic_canal (binary, CBCT-like), synthetic_cow (13 classes, MRA-like) and
+synthetic_cow_binary (the same volumes, segments merged)."""
 
 import cc3d
 import numpy as np
@@ -84,3 +85,16 @@ def test_generate_is_idempotent_and_refuses_other_params(canal_ds):
     assert (canal_ds / "dataset.json").stat().st_mtime_ns == stamp
     with pytest.raises(FileExistsError):
         canal3d.generate(canal_ds, seed=4, num_train=5, num_test=2, **SMALL)
+
+
+def test_cow_binary_is_the_multiclass_dataset_merged(cow_ds, tmp_path):
+    binary = get_generator("synthetic_cow_binary")(tmp_path / cow3d.BINARY_FOLDER, seed=3, num_train=5, num_test=2,
+                                                   progress=False, **SMALL)
+    multi, merged = DatasetLayout.open(cow_ds), DatasetLayout.open(binary)
+    assert merged.meta["labels"] == {"background": 0, "vessel": 1} and merged.cases("Ts") == multi.cases("Ts")
+    for case in multi.cases("Ts"):
+        lab_m, _ = read_image(multi.label_file(case, "Ts"))
+        lab_b, _ = read_image(merged.label_file(case, "Ts"))
+        img_m, _ = read_image(multi.image_files(case, "Ts")[0])
+        img_b, _ = read_image(merged.image_files(case, "Ts")[0])
+        assert np.array_equal(lab_b, (lab_m > 0).astype(np.uint8)) and np.array_equal(img_m, img_b)

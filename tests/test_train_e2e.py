@@ -78,12 +78,12 @@ def test_report_over_no_finished_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("group,name", [("dataset", "nonexistent"), ("loss", "focal")])
+@pytest.mark.parametrize("group,name", [("dataset", "nonexistent"), ("loss", "focal"), ("experiment", "nnunet_nowhere")])
 def test_unknown_config_name_lists_available(tiny_root, group, name):
     proc = _train_cli(tiny_root, f"{group}={name}", "profile=smoke", "logger=none")
     assert proc.returncode != 0
     assert f"Could not find '{group}/{name}'" in proc.stderr
-    expected = {"dataset": "synthetic_2d", "loss": "skeleton_recall"}[group]
+    expected = {"dataset": "synthetic_2d", "loss": "skeleton_recall", "experiment": "nnunet_roads"}[group]
     assert "Available options" in proc.stderr and expected in proc.stderr
 
 

@@ -112,8 +112,10 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         id_file = run_dir / "wandb_id.txt"  # a resumed run continues the same W&B run
         if not id_file.exists():
             atomic_write(id_file, lambda tmp: tmp.write_text(uuid.uuid4().hex[:12]))
-        tags = [cfg.dataset.name, cfg.backbone.name, cfg.loss.name, f"w={cfg.loss.w}", f"seed={cfg.seed}", cfg.profile.name]
-        loggers.append(WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.experiment_name,
+        tags = [cfg.experiment_name, cfg.dataset.name, cfg.backbone.name, cfg.loss.name, f"w={cfg.loss.w}",
+                f"seed={cfg.seed}", f"fold={cfg.fold}", f"profile={cfg.profile.name}"]
+        loggers.append(WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity,
+                                   group=f"{cfg.profile.name}/{cfg.experiment_name}", job_type=cfg.loss.name,
                                    name=cfg.run_name.replace("/", "|"), tags=tags, save_dir=str(run_dir), mode=mode,
                                    id=id_file.read_text().strip(), resume="allow",
                                    config=OmegaConf.to_container(cfg, resolve=True)))
@@ -168,6 +170,10 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
     write_json(run_dir / "environment.json", environment_info())
 
+    if cfg.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = SegmentationDataModule(
         layout, dims=dims, patch_size=list(cfg.data.patch_size), batch_size=int(cfg.data.batch_size),
@@ -238,10 +244,19 @@ def _hydra_main(cfg: DictConfig) -> None:
         run(cfg)
     except (ConfigError, DatasetLayoutError) as exc:
         _record_failure(cfg, exc)
+        if _in_multirun():  # an exception lets Hydra record this job as failed and run the others
+            raise
         raise SystemExit(f"error: {exc}") from None
     except BaseException as exc:
         _record_failure(cfg, exc)
         raise
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _record_failure(cfg: DictConfig, exc: BaseException) -> None:

@@ -17,9 +17,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("suite", choices=[*SUITES, "all"])
     parser.add_argument("--out", default="reports/bench", help="output folder (default: reports/bench)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check of the code path")
+    parser.add_argument("--sizes", choices=["paper", "cpu"], help="losses: the issue's sizes (2D 2x512x512, "
+                        "3D 2x80x160x192; default on a GPU) or reduced ones (default on CPU)")
     args = parser.parse_args(argv)
     for name in SUITES if args.suite == "all" else [args.suite]:
-        importlib.import_module(SUITES[name]).run(out_dir=args.out, quick=args.quick)
+        extra = {"sizes": args.sizes} if name == "losses" and args.sizes else {}
+        importlib.import_module(SUITES[name]).run(out_dir=args.out, quick=args.quick, **extra)
 
 
 if __name__ == "__main__":

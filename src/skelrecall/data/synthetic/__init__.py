@@ -16,6 +16,7 @@ GENERATORS: dict[str, str] = {
     "synthetic_cracks": "skelrecall.data.synthetic.standins2d:generate_cracks",
     "synthetic_canal": "skelrecall.data.synthetic.canal3d:generate",
     "synthetic_cow": "skelrecall.data.synthetic.cow3d:generate",
+    "synthetic_cow_binary": "skelrecall.data.synthetic.cow3d:generate_binary",
 }
 
 

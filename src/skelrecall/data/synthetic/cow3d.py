@@ -28,6 +28,7 @@ from skelrecall.data.synthetic.canal3d import render_tubes, smooth_noise, spline
 from skelrecall.data.synthetic.writer import make_style, write_synthetic
 
 FOLDER = "Dataset903_SyntheticCoW"
+BINARY_FOLDER = "Dataset904_SyntheticCoWBinary"
 CLASS_NAMES = ("BA", "R-PCA", "L-PCA", "R-ICA", "R-MCA", "L-ICA", "L-MCA", "R-Pcom", "L-Pcom", "Acom",
                "R-ACA", "L-ACA", "3rd-A2")
 LABELS = {"background": 0, **{n: i + 1 for i, n in enumerate(CLASS_NAMES)}}
@@ -152,5 +153,22 @@ def generate(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int
     return write_synthetic(out_dir, folder=FOLDER, generator="cow3d", render=lambda rng: render(rng, st), style=st,
                            labels=LABELS, channel_names={0: "MRA"}, case_prefix="cow",
                            description="synthetic Circle-of-Willis-like vessel trees, MRA-like (skelrecall)",
+                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
+                           progress=progress, affine=np.diag([st.spacing] * 3 + [1.0]))
+
+
+def generate_binary(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int = 20, num_test: int = 10,
+                    folds: int = 5, overwrite: bool = False, progress: bool = True, **style: object) -> Path:
+    """The same volumes as :func:`generate` (equal ``seed``) with every segment merged into vessel = 1,
+    as ``topcow_binary`` is to ``topcow_multiclass``."""
+    st = make_style(CowStyle, style)
+
+    def render_binary(rng):
+        image, label = render(rng, st)
+        return image, (label > 0).astype(np.uint8)
+
+    return write_synthetic(out_dir, folder=BINARY_FOLDER, generator="cow3d_binary", render=render_binary, style=st,
+                           labels={"background": 0, "vessel": 1}, channel_names={0: "MRA"}, case_prefix="cow",
+                           description="synthetic Circle-of-Willis-like vessel trees, MRA-like, binary (skelrecall)",
                            seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
                            progress=progress, affine=np.diag([st.spacing] * 3 + [1.0]))

@@ -1,0 +1,408 @@
+"""Figures of the paper, drawn from our own label maps, run folders and benchmark tables.
+
+=============================  ==========================================================================
+function                       mirrors
+=============================  ==========================================================================
+:func:`skeleton_comparison`    Fig. 3: label | tubed skeleton (ours) | clDice soft skeleton | overlay
+:func:`qualitative_panels`     Fig. 5: image | ground truth | prediction of each loss, missed skeleton red
+:func:`w_sweep`                Fig. 8 (appendix): metrics against the loss weight ``w``, per loss
+:func:`overhead_vs_classes`    Fig. 7: step time / peak memory relative to ``dice_ce`` against classes C
+=============================  ==========================================================================
+
+Every function draws with matplotlib's object-oriented API (no pyplot state, no backend switch, so it
+also works inside notebooks), writes one PNG atomically (:func:`skelrecall.io.atomic_write`) and
+returns its path. 3D label maps are shown as maximum projections along ``z`` (axis 0, nnU-Net order);
+skeletons and missed pixels are computed in 3D first and projected afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from skelrecall.io import atomic_write, read_image
+from skelrecall.skeleton import tubed_skeleton
+
+DPI = 100
+TILE_INCHES = 2.6
+MISSED_RGB = (1.0, 0.0, 0.0)  # tubed-skeleton pixels of the ground truth that a prediction misses
+SWEEP_METRICS = {  # collect_runs column -> axis label
+    "dice": "Dice (%)",
+    "cldice": "clDice (%)",
+    "betti0_error": "beta0 error",
+    "betti1_error": "beta1 error",
+}
+
+
+class FigureError(RuntimeError):
+    """The inputs of a figure are missing or inconsistent; the message names the file/field/value."""
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _new_figure(ncols: int, nrows: int, tile: tuple[float, float] = (TILE_INCHES, TILE_INCHES)):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(tile[0] * ncols, tile[1] * nrows), dpi=DPI)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig, out: str | Path) -> Path:
+    return atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+
+
+def _project(array: np.ndarray) -> np.ndarray:
+    """2D arrays unchanged; 3D arrays ``(z, y, x)``: maximum projection along ``z``."""
+    return array.max(axis=0) if array.ndim == 3 else array
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """Scale an image to [0, 1] between its 1st and 99th percentile (per array, RGB kept RGB)."""
+    image = image.astype(np.float32)
+    lo, hi = np.percentile(image, [1, 99])
+    return np.clip((image - lo) / max(hi - lo, 1e-8), 0.0, 1.0)
+
+
+def _off(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# ------------------------------------------------------------------------------------------- Fig. 3
+@dataclass(frozen=True)
+class SkeletonViews:
+    """What :func:`skeleton_comparison` draws, before any projection.
+
+    ``foreground = label > 0``; ``tubed = tubed_skeleton(label) > 0``; ``soft`` = clDice's
+    ``soft_skeleton`` of ``foreground`` as float (values in [0, 1]; binary input gives 0/1 output).
+    Counts are pixels (2D) or voxels (3D) of the full array; ``n_soft`` counts ``soft > 0.5``.
+    """
+
+    foreground: np.ndarray
+    tubed: np.ndarray
+    soft: np.ndarray
+
+    @property
+    def n_foreground(self) -> int:
+        return int(self.foreground.sum())
+
+    @property
+    def n_tubed(self) -> int:
+        return int(self.tubed.sum())
+
+    @property
+    def n_soft(self) -> int:
+        return int((self.soft > 0.5).sum())
+
+    @property
+    def n_both(self) -> int:
+        return int((self.tubed & (self.soft > 0.5)).sum())
+
+
+def skeleton_views(label: np.ndarray, *, iterations: int = 10) -> SkeletonViews:
+    """Tubed skeleton and clDice soft skeleton of one 2D/3D label map (see :class:`SkeletonViews`)."""
+    import torch
+
+    from skelrecall.losses.cldice import soft_skeleton
+
+    label = np.asarray(label)
+    if label.ndim not in (2, 3):
+        raise FigureError(f"skeleton_comparison expects a 2D or 3D label map, got shape {label.shape}")
+    if label.dtype.kind not in "biu":
+        raise FigureError(f"skeleton_comparison expects integer labels, got dtype {label.dtype}")
+    foreground = label > 0
+    tubed = tubed_skeleton(label) > 0
+    with torch.no_grad():
+        x = torch.from_numpy(foreground.astype(np.float32))[None, None]
+        soft = soft_skeleton(x, iterations=iterations)[0, 0].numpy()
+    return SkeletonViews(foreground=foreground, tubed=tubed, soft=soft)
+
+
+def skeleton_comparison(label: np.ndarray, out: Path, *, iterations: int = 10) -> Path:
+    """Fig. 3: ``label | tubed skeleton (ours) | clDice soft skeleton | overlay`` of one label map.
+
+    Overlay colours: tubed skeleton only green, soft skeleton only magenta, both white, the rest of
+    the foreground dark grey. Titles state pixel (voxel) counts; 3D inputs are max-projected along z.
+    """
+    v = skeleton_views(label, iterations=iterations)
+    unit = "voxels" if v.foreground.ndim == 3 else "px"
+    fg, tubed, soft = _project(v.foreground), _project(v.tubed), _project(v.soft)
+    overlay = np.zeros((*fg.shape, 3), np.float32)
+    overlay[fg] = 0.25
+    soft_bin = soft > 0.5
+    overlay[tubed & ~soft_bin] = (0.0, 0.8, 0.0)
+    overlay[soft_bin & ~tubed] = (1.0, 0.0, 1.0)
+    overlay[tubed & soft_bin] = 1.0
+
+    fig, axes = _new_figure(4, 1)
+    tiles = [
+        (fg, f"label\n{v.n_foreground} {unit}"),
+        (tubed, f"tubed skeleton (ours)\n{v.n_tubed} {unit}"),
+        (soft, f"clDice soft skeleton ({iterations} it.)\n{v.n_soft} {unit} > 0.5"),
+        (overlay, f"overlay: ours green, soft magenta\nboth white ({v.n_both} {unit})"),
+    ]
+    for ax, (img, title) in zip(axes[0], tiles):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        _off(ax)
+    if v.foreground.ndim == 3:
+        fig.suptitle("maximum projections along z", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+# ------------------------------------------------------------------------------------------- Fig. 5
+@dataclass(frozen=True)
+class RunInfo:
+    """The parts of a finished run folder that the qualitative figure needs."""
+
+    run_dir: Path
+    loss: str
+    dataset: str
+    seed: int
+    split: str
+    dataset_root: Path
+    ending: str
+
+
+def _repo_root(start: Path) -> Path | None:
+    for folder in [start, *start.parents]:
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    return None
+
+
+def _resolve_dataset_root(run_dir: Path, cfg: dict, nnunet_raw: str | Path | None) -> Path:
+    """``<nnunet_raw>/<dataset.folder>``; a relative ``paths.nnunet_raw`` of the run's config is tried
+    against the working directory, then the repository root above the run folder."""
+    try:
+        folder = cfg["dataset"]["folder"]
+        raw = Path(nnunet_raw) if nnunet_raw is not None else Path(cfg["paths"]["nnunet_raw"])
+    except (KeyError, TypeError) as exc:
+        raise FigureError(f"{run_dir / 'config.yaml'}: missing field {exc} "
+                          "(need dataset.folder and paths.nnunet_raw)") from None
+    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw]
+    if not raw.is_absolute() and (root := _repo_root(run_dir.resolve())) is not None:
+        candidates.append(root / raw)
+    for base in candidates:
+        if (base / folder / "dataset.json").is_file():
+            return base / folder
+    tried = ", ".join(str(c / folder) for c in candidates)
+    raise FigureError(f"{run_dir}: dataset folder not found (tried {tried}); pass nnunet_raw=... "
+                      f"or create it with `{cfg['dataset'].get('create', 'skelrecall-data')}`")
+
+
+def _run_info(run_dir: Path, nnunet_raw: str | Path | None) -> RunInfo:
+    from skelrecall.data.layout import DatasetLayout
+
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "done", "predictions"):
+        if not (run_dir / name).exists():
+            raise FigureError(f"{run_dir}: no {name}; is it a finished run folder?")
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    done = json.loads((run_dir / "done").read_text())
+    split = done.get("evaluated_split")
+    if split not in ("Ts", "Tr"):
+        raise FigureError(f"{run_dir / 'done'}: evaluated_split is {split!r}, expected 'Ts' or 'Tr'")
+    root = _resolve_dataset_root(run_dir, cfg, nnunet_raw)
+    layout = DatasetLayout.open(root)
+    return RunInfo(run_dir=run_dir, loss=cfg["loss"]["name"], dataset=cfg["dataset"]["name"],
+                   seed=int(cfg.get("seed", 0)), split=split, dataset_root=root, ending=layout.file_ending)
+
+
+def case_cldice(run_dirs: dict[str, Path]) -> pd.DataFrame:
+    """Per-case headline clDice (percent) of each run: index = case, one column per loss name."""
+    from skelrecall.evaluate import headline_rows
+
+    columns = {}
+    for loss, run_dir in run_dirs.items():
+        path = Path(run_dir) / "per_case.csv"
+        if not path.is_file():
+            raise FigureError(f"{path} not found")
+        rows = headline_rows(pd.read_csv(path))
+        if "cldice" not in rows or "case" not in rows:
+            raise FigureError(f"{path}: needs columns 'case' and 'cldice'")
+        columns[loss] = rows.groupby("case")["cldice"].mean() * 100.0
+    return pd.DataFrame(columns)
+
+
+def pick_cases(cldice: pd.DataFrame, n_cases: int) -> list[str]:
+    """Cases where the losses differ most in clDice (``max - min`` over losses, largest first, ties by
+    name); with a single loss, the cases with the lowest clDice. Cases lacking a value are skipped."""
+    table = cldice.dropna()
+    if table.empty:
+        return []
+    score = (table.max(axis=1) - table.min(axis=1)) if table.shape[1] > 1 else -table.iloc[:, 0]
+    order = sorted(table.index, key=lambda c: (-score[c], c))
+    return order[:n_cases]
+
+
+def missed_skeleton(label: np.ndarray, prediction: np.ndarray, skeleton: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of ground-truth tubed-skeleton pixels that ``prediction`` labels background
+    (``skeleton``: ``tubed_skeleton(label) > 0`` if already computed)."""
+    if skeleton is None:
+        skeleton = tubed_skeleton(np.asarray(label).astype(np.int32)) > 0
+    return skeleton & (np.asarray(prediction) == 0)
+
+
+def _prediction_tile(prediction: np.ndarray, missed: np.ndarray) -> np.ndarray:
+    """RGB tile (projected): prediction foreground white, missed tubed-skeleton pixels red."""
+    tile = np.repeat(_project(prediction > 0).astype(np.float32)[..., None], 3, axis=-1)
+    tile[_project(missed)] = MISSED_RGB
+    return tile
+
+
+def qualitative_panels(run_dirs: dict[str, Path], out: Path, *, cases: list[str] | None = None,
+                       n_cases: int = 2, nnunet_raw: str | Path | None = None) -> Path:
+    """Fig. 5: one row per case, columns ``image | ground truth | prediction of each loss``.
+
+    ``run_dirs`` maps a loss name to a finished run folder; all must be of the same dataset and
+    evaluated split (the same seed/fold is the caller's choice). Images and labels are read from the
+    dataset (``paths.nnunet_raw/dataset.folder`` of each run's ``config.yaml``, or ``nnunet_raw``),
+    the split from ``done``. In each prediction, the ground-truth tubed-skeleton pixels it misses are
+    red, and the tile title gives its clDice and Skeleton Recall ``1 - missed / skeleton``. Default
+    ``cases``: the ``n_cases`` where the losses differ most in clDice (:func:`pick_cases`).
+    """
+    from skelrecall.data.layout import DatasetLayout
+
+    if not run_dirs:
+        raise FigureError("qualitative_panels needs at least one run folder (loss name -> run folder)")
+    infos = {loss: _run_info(Path(d), nnunet_raw) for loss, d in run_dirs.items()}
+    for what in ("dataset", "split"):
+        values = {loss: getattr(i, what) for loss, i in infos.items()}
+        if len(set(values.values())) > 1:
+            raise FigureError(f"runs of different {what}s cannot share one figure: {values}")
+    first = next(iter(infos.values()))
+    layout = DatasetLayout.open(first.dataset_root)
+    cl = case_cldice({loss: i.run_dir for loss, i in infos.items()})
+
+    available = set(layout.cases(first.split))
+    for i in infos.values():
+        available &= {p.name[: -len(i.ending)] for p in (i.run_dir / "predictions").glob(f"*{i.ending}")}
+    if cases is None:
+        cases = [c for c in pick_cases(cl, len(cl)) if c in available][:n_cases]
+        how = ("cases where the losses differ most in clDice" if len(infos) > 1
+               else "cases with the lowest clDice")
+        if not cases:
+            raise FigureError(f"no case has a prediction in every run and a clDice value in per_case.csv: "
+                              f"{', '.join(str(i.run_dir) for i in infos.values())}")
+    else:
+        how = "cases chosen by the caller"
+        missing = [c for c in cases if c not in available]
+        if missing:
+            raise FigureError(f"cases {missing} lack a label in {layout.root}/labels{first.split} or a "
+                              f"prediction in one of the runs")
+    if not cases:
+        raise FigureError("no cases to show (cases=[])")
+
+    losses = list(infos)
+    fig, axes = _new_figure(2 + len(losses), len(cases))
+    for r, case in enumerate(cases):
+        image = read_image(layout.image_files(case, first.split)[0])[0]
+        label = read_image(layout.label_file(case, first.split))[0]
+        skeleton = tubed_skeleton(label.astype(np.int32)) > 0
+        n_skel = int(skeleton.sum())
+        volume = label.ndim == 3  # a 2D RGB image is (H, W, 3) beside a 2D label: not projected
+        shown_image = _grey(_project(image) if volume else image)
+        axes[r, 0].imshow(shown_image, cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_title(f"{case}\nimage", fontsize=8)
+        axes[r, 1].imshow(_project(label > 0), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes[r, 1].set_title("ground truth", fontsize=8)
+        for c, loss in enumerate(losses, start=2):
+            info = infos[loss]
+            pred = read_image(info.run_dir / "predictions" / f"{case}{info.ending}")[0]
+            if pred.shape != label.shape:
+                raise FigureError(f"{info.run_dir}/predictions/{case}{info.ending}: shape {pred.shape} "
+                                  f"differs from the label's {label.shape}")
+            missed = missed_skeleton(label, pred, skeleton)
+            recall = 100.0 * (1.0 - missed.sum() / n_skel) if n_skel else math.nan
+            value = cl.at[case, loss] if case in cl.index else math.nan
+            axes[r, c].imshow(_prediction_tile(pred, missed), interpolation="nearest")
+            axes[r, c].set_title(f"{loss}\nclDice {value:.1f}%, skel. recall {recall:.1f}%", fontsize=8)
+        for ax in axes[r]:
+            _off(ax)
+    projected = " (max projections along z)" if volume else ""
+    fig.suptitle(f"{first.dataset}, split {first.split}: {how}{projected}; red = missed skeleton", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+# ------------------------------------------------------------------------------------------- Fig. 8
+def w_sweep(runs: pd.DataFrame, out: Path, *, baseline: str = "dice_ce") -> Path:
+    """Appendix Fig. 8: each metric against the loss weight ``w`` (log axis) for finished runs.
+
+    ``runs`` is :func:`skelrecall.report.collect_runs`'s frame. One row of subplots per
+    (dataset, backbone), one column per metric; each connectivity loss is a line of the mean over its
+    runs (seeds x folds) at each ``w > 0`` with +- sample standard deviation error bars; the
+    ``baseline`` loss is a horizontal line with a +- std band.
+    """
+    if runs is None or runs.empty or "status" not in runs:
+        raise FigureError("w_sweep: no runs (empty table); train a w sweep first, e.g. configs/sweep")
+    done = runs[runs["status"] == "done"]
+    if done.empty:
+        raise FigureError(f"w_sweep: none of the {len(runs)} runs is finished (status 'done')")
+    if done["profile"].nunique() > 1:
+        raise FigureError(f"w_sweep: runs mix profiles {sorted(done['profile'].unique())}; pass one profile's runs")
+    sweep = done[(done["loss"] != baseline) & (done["w"] > 0)]
+    n_w = sweep.groupby("loss")["w"].nunique()
+    if n_w.empty or n_w.max() < 2:
+        raise FigureError(f"w_sweep: needs at least 2 values of w for some loss other than {baseline!r}; "
+                          f"found {n_w.to_dict() or 'no such runs'}")
+    groups = sorted(done.groupby(["dataset", "backbone"]).groups)
+    metrics = [m for m in SWEEP_METRICS if m in done]
+    fig, axes = _new_figure(len(metrics), len(groups), tile=(3.4, 2.8))
+    for r, (dataset, backbone) in enumerate(groups):
+        sub = done[(done["dataset"] == dataset) & (done["backbone"] == backbone)]
+        for c, metric in enumerate(metrics):
+            ax = axes[r, c]
+            base = sub.loc[sub["loss"] == baseline, metric].dropna()
+            if len(base):
+                mean, std = base.mean(), (base.std(ddof=1) if len(base) > 1 else 0.0)
+                ax.axhline(mean, color="black", lw=1, ls="--", label=f"{baseline} (n={len(base)})")
+                ax.axhspan(mean - std, mean + std, color="black", alpha=0.12, lw=0)
+            for loss, g in sub[(sub["loss"] != baseline) & (sub["w"] > 0)].groupby("loss"):
+                stats = g.groupby("w")[metric].agg(["mean", "std", "count"]).sort_index()
+                ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o",
+                            capsize=3, label=loss)
+            ax.set_xscale("log")
+            ax.set_xlabel("w")
+            ax.set_title(f"{dataset} / {backbone}: {SWEEP_METRICS[metric]}", fontsize=8)
+        axes[r, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+# ------------------------------------------------------------------------------------------- Fig. 7
+OVERHEAD_COLUMNS = ("dims", "spatial", "classes", "loss", "cpu_ratio", "alloc_ratio")
+
+
+def overhead_vs_classes(losses_csv: Path, out: Path) -> Path:
+    """Fig. 7: step time and peak memory relative to ``dice_ce`` against the number of classes, from
+    ``reports/bench/losses.csv`` (:func:`skelrecall.bench.losses.plot_overhead` draws it)."""
+    from skelrecall.bench.losses import plot_overhead
+
+    losses_csv = Path(losses_csv)
+    if not losses_csv.is_file():
+        raise FigureError(f"{losses_csv} not found; run the loss benchmark first (skelrecall-bench losses)")
+    table = pd.read_csv(losses_csv)
+    missing = [c for c in OVERHEAD_COLUMNS if c not in table]
+    if missing or table.empty:
+        raise FigureError(f"{losses_csv}: " + (f"missing columns {missing}" if missing else "no rows"))
+    return atomic_write(out, lambda tmp: plot_overhead(table, tmp))
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The repository root: the first folder from ``start`` (default: the working directory) upwards
+    that holds ``pyproject.toml`` (notebooks run from the root or from ``notebooks/``)."""
+    start = Path(start or os.getcwd()).resolve()
+    root = _repo_root(start)
+    if root is None:
+        raise FigureError(f"no pyproject.toml in {start} or above; run from inside the repository")
+    return root

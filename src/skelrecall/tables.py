@@ -1,0 +1,191 @@
+"""The paper's Tables 2 and 3 from our run folders, with the paper's numbers beside ours.
+
+For every row of the paper's CSV (dataset, loss): our runs are those of the row's experiment config
+(``experiments/tables.yaml``), the loss with its configured w, every seed and fold of the profile.
+Each run contributes the mean of a metric over its evaluated cases; a cell shows the mean over the
+finished runs (``+-`` the sample standard deviation when there are several), the paper's value and
+the difference ours - paper. The best of our values per dataset and column is bold (highest Dice
+and clDice, lowest Betti errors), as is the paper's best. Expected runs that are not finished are
+counted as missing (and failed ones named), never silently dropped.
+
+Paired tests (``skelrecall.stats.paired_comparison``): each connectivity loss against ``dice_ce``
+on the per-case values of the same cases, averaged over seeds first.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from skelrecall.experiments import loss_weight, paper_rows, table_groups
+from skelrecall.stats import paired_comparison
+
+METRICS = {  # column -> (heading, scale of our per-case values, higher is better, digits)
+    "dice": ("Dice (%)", 100.0, True, 2),
+    "cldice": ("clDice (%)", 100.0, True, 2),
+    "betti0_error": ("beta0 error", 1.0, False, 3),
+    "betti1_error": ("beta1 error", 1.0, False, 3),
+}
+BASELINE = "dice_ce"
+LOSS_NAMES = {"dice_ce": "Dice+CE", "cldice": "+ clDice", "topo_cldice": "+ Topo-clDice",
+              "skeleton_recall": "+ Skeleton Recall"}
+
+
+def _float(text: str) -> float:
+    return float(text) if text not in ("", None) else math.nan
+
+
+def per_case_values(run_dirs: list[str]) -> pd.DataFrame:
+    """Headline per-case metrics (Dice/clDice in percent) of ``run_dirs``, averaged over the runs per case."""
+    from skelrecall.evaluate import headline_rows
+
+    frames = []
+    for run_dir in run_dirs:
+        rows = headline_rows(pd.read_csv(Path(run_dir) / "per_case.csv"))
+        frames.append(rows.set_index("case")[list(METRICS)] * pd.Series({m: s for m, (_, s, _, _) in METRICS.items()}))
+    if not frames:
+        return pd.DataFrame(columns=list(METRICS))
+    return pd.concat(frames).groupby(level=0).mean()
+
+
+def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows, tests): one row per paper row with ours, paper and difference; one test row per
+    (dataset, connectivity loss) against the baseline."""
+    groups = {g.paper_dataset: g for g in table_groups(spec, profile, table)}
+    rows, tests = [], []
+    for paper in paper_rows(spec, table):
+        group, loss = groups[paper["dataset"]], paper["loss"]
+        w = loss_weight(loss)
+        expected = len(group.seeds) * len(group.folds)
+        mine = runs[(runs["experiment"] == group.experiment) & (runs["dataset"] == group.dataset)
+                    & (runs["loss"] == loss) & (runs["w"] == w)] if not runs.empty else runs
+        done = mine[mine["status"] == "done"] if not mine.empty else mine
+        row: dict[str, Any] = {"dataset": paper["dataset"], "trained_on": group.dataset, "experiment": group.experiment,
+                               "loss": loss, "w": w, "runs": len(done), "expected": expected,
+                               "failed": int((mine["status"] == "failed").sum()) if not mine.empty else 0,
+                               "paper_note": paper["evaluation"]}
+        for metric in METRICS:
+            values = done[metric].dropna() if len(done) else pd.Series(dtype=float)
+            row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
+            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else math.nan
+            row[f"{metric}_paper"] = _float(paper[metric])
+            row[f"{metric}_diff"] = row[f"{metric}_mean"] - row[f"{metric}_paper"]
+        row["run_dirs"] = list(done["run_dir"]) if len(done) else []
+        rows.append(row)
+    table_rows = pd.DataFrame(rows)
+    for dataset, block in table_rows.groupby("dataset", sort=False):
+        base = block[block["loss"] == BASELINE]
+        if base.empty or not base["run_dirs"].iloc[0]:
+            continue
+        base_cases = per_case_values(base["run_dirs"].iloc[0])
+        for _, other in block[block["loss"] != BASELINE].iterrows():
+            if not other["run_dirs"]:
+                continue
+            cases = per_case_values(other["run_dirs"])
+            test = {"dataset": dataset, "trained_on": other["trained_on"], "loss": other["loss"], "baseline": BASELINE}
+            for metric in METRICS:
+                result = paired_comparison(base_cases[metric], cases[metric])
+                test["n_cases"] = result.pop("n")
+                test.update({f"{metric}_{k}": v for k, v in result.items()})
+            tests.append(test)
+    return table_rows, pd.DataFrame(tests)
+
+
+# --- formatting ----------------------------------------------------------------------------------
+
+
+def _best(block: pd.DataFrame, column: str, higher: bool) -> float:
+    values = block[column].dropna()
+    return (values.max() if higher else values.min()) if len(values) else math.nan
+
+
+def _value(mean: float, std: float, digits: int) -> str:
+    if math.isnan(mean):
+        return ""
+    return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" +- {std:.{digits}f}")
+
+
+def _cells(rows: pd.DataFrame, bold: str) -> list[dict[str, str]]:
+    """Formatted cells per row; ``bold`` wraps a best value (``**{}**`` or ``\\textbf{{{}}}``)."""
+    out = []
+    for _, block in rows.groupby("dataset", sort=False):
+        best = {m: (_best(block, f"{m}_mean", hi), _best(block, f"{m}_paper", hi)) for m, (_, _, hi, _) in METRICS.items()}
+        for _, r in block.iterrows():
+            cells = {"dataset": r["dataset"], "loss": LOSS_NAMES.get(r["loss"], r["loss"]), "w": f"{r['w']:g}"}
+            for m, (_, _, _, digits) in METRICS.items():
+                ours = _value(r[f"{m}_mean"], r[f"{m}_std"], digits)
+                if not ours:
+                    ours = "missing"
+                elif r[f"{m}_mean"] == best[m][0] and (r["runs"] and block["runs"].gt(0).sum() > 1):
+                    ours = bold.format(ours)
+                paper = r[f"{m}_paper"]
+                paper_cell = f"{paper:.{digits}f}" if not math.isnan(paper) else "n/a*"
+                if not math.isnan(paper) and paper == best[m][1]:
+                    paper_cell = bold.format(paper_cell)
+                cells[f"{m}_ours"], cells[f"{m}_paper"] = ours, paper_cell
+                diff = r[f"{m}_diff"]
+                cells[f"{m}_diff"] = "" if math.isnan(diff) else f"{diff:+.{digits}f}"
+            runs = f"{r['runs']}/{r['expected']}"
+            if r["failed"]:
+                runs += f" ({r['failed']} failed)"
+            cells["runs"] = runs
+            out.append(cells)
+    return out
+
+
+def _test_cell(t: pd.Series, metric: str) -> str:
+    digits = METRICS[metric][3]
+    if math.isnan(t[f"{metric}_mean_diff"]):
+        return ""
+    return (f"{t[f'{metric}_mean_diff']:+.{digits}f} [{t[f'{metric}_ci_low']:+.{digits}f}, "
+            f"{t[f'{metric}_ci_high']:+.{digits}f}] p={t[f'{metric}_p_wilcoxon']:.2g}")
+
+
+def to_markdown(rows: pd.DataFrame, tests: pd.DataFrame, *, title: str, header: list[str]) -> str:
+    lines = [f"# {title}", "", *header, ""]
+    heads = ["dataset", "loss", "w"]
+    for m, (h, *_rest) in METRICS.items():
+        heads += [f"{h} ours", "paper", "diff"]
+    heads.append("runs")
+    lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    keys = ["dataset", "loss", "w", *[f"{m}_{k}" for m in METRICS for k in ("ours", "paper", "diff")], "runs"]
+    for cells in _cells(rows, "**{}**"):
+        lines.append("| " + " | ".join(cells[k] for k in keys) + " |")
+    for _, r in rows[rows["dice_paper"].isna()].iterrows():
+        lines += ["", f"\\* paper, {r['dataset']} {LOSS_NAMES.get(r['loss'], r['loss'])}: {r['paper_note']}."]
+    lines += ["", f"## Paired tests against {LOSS_NAMES[BASELINE]} on the same cases", "",
+              "Per case: the metric averaged over seeds; cell: mean difference (loss - baseline) "
+              "[bootstrap 95 % CI] and the two-sided Wilcoxon signed-rank p-value. Positive is better "
+              "for Dice and clDice, negative for the Betti errors.", ""]
+    if tests.empty:
+        lines.append("No pair of finished runs to compare yet.")
+    else:
+        heads = ["dataset", "loss", "cases", *[METRICS[m][0] for m in METRICS]]
+        lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        for _, t in tests.iterrows():
+            cells = [t["dataset"], LOSS_NAMES.get(t["loss"], t["loss"]), str(int(t["n_cases"])),
+                     *[_test_cell(t, m) for m in METRICS]]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(rows: pd.DataFrame, *, title: str) -> str:
+    """A booktabs table in the paper's layout: ours (paper) per metric, best values bold."""
+    def esc(text: str) -> str:
+        return text.replace("+-", r"$\pm$").replace("_", r"\_").replace("%", r"\%")
+
+    lines = [r"\begin{table}", r"\centering", rf"\caption{{{esc(title)}}}", r"\begin{tabular}{llcccc}", r"\toprule",
+             r"Dataset & Loss & Dice (\%) & clDice (\%) & $\beta_0$ error & $\beta_1$ error \\", r"\midrule"]
+    previous = None
+    for cells in _cells(rows, r"\textbf{{{}}}"):
+        if previous is not None and cells["dataset"] != previous:
+            lines.append(r"\midrule")
+        name = esc(cells["dataset"]) if cells["dataset"] != previous else ""
+        previous = cells["dataset"]
+        metric_cells = [f"{esc(cells[f'{m}_ours'])} ({esc(cells[f'{m}_paper'])})" for m in METRICS]
+        lines.append(" & ".join([name, esc(cells["loss"]), *metric_cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,181 @@
+"""The reproduction plan (experiments/tables.yaml), paired tests, and the paper-layout tables."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy import stats
+
+from skelrecall.experiments import SPEC_PATH, SpecError, load_spec, loss_weight, paper_rows, plan, table_groups
+from skelrecall.reproduce import main as reproduce_main
+from skelrecall.stats import paired_comparison
+from skelrecall.tables import build_table, to_latex, to_markdown
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec()
+
+
+def test_every_paper_row_is_planned_with_enough_seeds(spec):
+    for profile in ("smoke", "cpu", "paper"):
+        groups = {g.name: g for g in plan(spec, profile)}
+        for table in spec["tables"]:
+            for row in paper_rows(spec, table):
+                group = groups[f"{table}/{row['dataset']}"]
+                assert row["loss"] in group.losses
+    cpu = plan(spec, "cpu")
+    assert all(len(g.seeds) >= 3 for g in cpu if g.name != "w_sweep")
+    assert all(g.dataset.startswith("synthetic_") for g in cpu)  # synthetic stand-ins only
+    paper = {g.name: g for g in plan(spec, "paper")}
+    assert paper["table2/drive"].dataset == "drive" and paper["table2/drive"].folds == (0, 1, 2, 3, 4)
+    assert paper["table2/roads"].folds == (0,)  # test-set datasets are not cross-validated
+
+
+def test_group_overrides_name_the_run_folders(spec):
+    sweep = next(g for g in plan(spec, "cpu") if g.name == "w_sweep")
+    overrides = sweep.overrides()
+    assert "loss.w=0.1,0.3,1.0,3.0" in overrides  # "1.0", like the table runs' folders (w=1.0), not "1"
+    assert {r["w"] for r in sweep.runs()} == {0.1, 0.3, 1.0, 3.0}
+    table = next(g for g in plan(spec, "cpu") if g.name == "table2/roads")
+    assert {(r["loss"], r["w"]) for r in table.runs()} == {(loss, loss_weight(loss)) for loss in table.losses}
+    assert len(table.runs()) == len(table.losses) * len(table.seeds)
+
+
+def test_spec_with_unknown_names_lists_the_available_ones(tmp_path):
+    bad = yaml.safe_load(SPEC_PATH.read_text())
+    bad["tables"]["table2"]["experiments"]["roads"] = "nnunet_nowhere"
+    bad["tables"]["table2"]["paper"] = str(SPEC_PATH.parent / bad["tables"]["table2"]["paper"])
+    bad["tables"]["table3"]["paper"] = str(SPEC_PATH.parent / bad["tables"]["table3"]["paper"])
+    path = tmp_path / "tables.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(SpecError, match=r"no configs/experiment/nnunet_nowhere.yaml \(available: .*nnunet_roads"):
+        load_spec(path)
+
+
+def test_unknown_profile_or_table(spec, capsys):
+    with pytest.raises(SystemExit, match="unknown profile 'gpu'"):
+        reproduce_main(["--profile", "gpu", "--dry-run"])
+    with pytest.raises(SystemExit, match="unknown table or figure"):
+        reproduce_main(["--profile", "cpu", "--only", "table9", "--dry-run"])
+
+
+def test_dry_run_prints_one_multirun_per_group(tmp_path, capsys):
+    assert reproduce_main(["--profile", "cpu", "--dry-run", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "96 runs, 0 already finished" in out and "launcher parallel" in out
+    assert out.count("--multirun profile=cpu experiment=") == 10
+    assert "experiment=nnunet_topcow_multiclass dataset=synthetic_cow loss=dice_ce,cldice,skeleton_recall" in out
+
+
+# --- paired tests ---------------------------------------------------------------------------------
+
+
+def test_paired_comparison_against_scipy_and_a_constant_shift():
+    rng = np.random.default_rng(0)
+    cases = [f"c{i}" for i in range(30)]
+    base = pd.Series(rng.normal(70, 5, 30), index=cases)
+    other = base + rng.normal(1.0, 0.5, 30)
+    result = paired_comparison(base, other.iloc[::-1])  # aligned by case name, not position
+    d = (other - base).to_numpy()
+    assert result["n"] == 30 and math.isclose(result["mean_diff"], d.mean())
+    assert math.isclose(result["p_wilcoxon"], stats.wilcoxon(d).pvalue)
+    assert result["ci_low"] < d.mean() < result["ci_high"] and result["ci_low"] > 0
+    assert paired_comparison(base, other) == paired_comparison(base, other)  # fixed bootstrap seed
+    shifted = paired_comparison(base, base + 2.0)
+    assert shifted["ci_low"] == pytest.approx(2.0) and shifted["ci_high"] == pytest.approx(2.0)
+    same = paired_comparison(base, base)
+    assert same["p_wilcoxon"] == 1.0 and same["mean_diff"] == 0.0
+    assert paired_comparison(base, pd.Series([1.0], index=["other"]))["n"] == 0
+
+
+# --- tables -----------------------------------------------------------------------------------------
+
+
+def _fake_run(tmp_path, name, values, status="done"):
+    """A run folder with a per_case.csv of headline rows: values = {case: (dice, cldice, b0, b1)}."""
+    run_dir = tmp_path / name
+    run_dir.mkdir(parents=True)
+    rows = [{"case": c, "class": "fg", "class_id": 1, "headline": True, "dice": v[0], "cldice": v[1],
+             "betti0_error": v[2], "betti1_error": v[3]} for c, v in values.items()]
+    pd.DataFrame(rows).to_csv(run_dir / "per_case.csv", index=False)
+    mean = pd.DataFrame(rows)[["dice", "cldice", "betti0_error", "betti1_error"]].mean()
+    return {"run_dir": str(run_dir), "status": status, "dice": mean["dice"] * 100, "cldice": mean["cldice"] * 100,
+            "betti0_error": mean["betti0_error"], "betti1_error": mean["betti1_error"]}
+
+
+def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
+    group = next(g for g in table_groups(spec, "cpu", "table3") if g.paper_dataset == "drive")
+    runs = []
+    cases = {f"c{i}": i for i in range(6)}
+    for seed in group.seeds:
+        for loss, shift in (("dice_ce", 0.0), ("skeleton_recall", 0.05)):
+            values = {c: (0.5 + shift + 0.01 * seed + 0.001 * i, 0.6 + shift, 10 - 10 * shift - i, 2.0)
+                      for c, i in cases.items()}
+            run = _fake_run(tmp_path, f"{loss}_{seed}", values)
+            runs.append({**run, "experiment": group.experiment, "dataset": group.dataset, "loss": loss,
+                         "w": loss_weight(loss), "seed": seed, "fold": 0})
+    runs.append({"run_dir": str(tmp_path / "cldice_0"), "status": "failed", "experiment": group.experiment,
+                 "dataset": group.dataset, "loss": "cldice", "w": 1.0, "seed": 0, "fold": 0})
+    rows, tests = build_table(spec, "table3", "cpu", pd.DataFrame(runs))
+
+    drive = rows[rows["dataset"] == "drive"].set_index("loss")
+    assert drive.loc["dice_ce", "runs"] == 3 and drive.loc["dice_ce", "expected"] == 3
+    # mean over seeds of per-run means: 0.5 + 0.01 * mean(seed) + 0.0025 -> percent
+    assert drive.loc["dice_ce", "dice_mean"] == pytest.approx(100 * (0.5 + 0.01 + 0.0025))
+    assert drive.loc["dice_ce", "dice_std"] == pytest.approx(1.0)  # seeds 0, 1, 2 -> 0, 1, 2 %
+    paper = {r["loss"]: r for r in csv.DictReader(open(SPEC_PATH.parent / "paper/table3_hrnet.csv"))
+             if r["dataset"] == "drive"}
+    assert drive.loc["skeleton_recall", "dice_paper"] == float(paper["skeleton_recall"]["dice"])
+    assert drive.loc["skeleton_recall", "dice_diff"] == pytest.approx(
+        drive.loc["skeleton_recall", "dice_mean"] - float(paper["skeleton_recall"]["dice"]))
+    assert drive.loc["cldice", "runs"] == 0 and drive.loc["cldice", "failed"] == 1
+    assert rows[rows["dataset"] == "roads"]["runs"].eq(0).all()  # no runs: still listed
+
+    test = tests[(tests["dataset"] == "drive") & (tests["loss"] == "skeleton_recall")].iloc[0]
+    assert test["n_cases"] == 6 and test["dice_mean_diff"] == pytest.approx(5.0)
+    assert test["betti0_error_mean_diff"] == pytest.approx(-0.5)
+    assert set(tests["loss"]) == {"skeleton_recall"}  # cldice has no finished run to compare
+
+    md = to_markdown(rows, tests, title="T", header=["h"])
+    sr_line = next(line for line in md.splitlines() if line.startswith("| drive | + Skeleton Recall"))
+    assert "**56.25 +- 1.00**" in sr_line and "3/3" in sr_line  # best Dice of ours in bold
+    cl_line = next(line for line in md.splitlines() if line.startswith("| drive | + clDice"))
+    assert "missing" in cl_line and "0/3 (1 failed)" in cl_line
+    assert "+5.00 [+5.00, +5.00] p=" in md
+    assert r"\textbf{56.25 $\pm$ 1.00}" in to_latex(rows, title="T")
+
+
+def test_reproduce_end_to_end_on_a_small_plan(tiny_root, tmp_path, capsys):
+    """A one-table plan (2 losses x 2 seeds on the tiny synthetic_2d): runs, table with paper values,
+    spreads and paired tests; a second call skips every finished run."""
+    (tmp_path / "paper.csv").write_text("dataset,loss,dice,cldice,betti0_error,betti1_error,evaluation\n"
+                                        "roads,dice_ce,78.99,88.79,5.769,84.62,test set\n"
+                                        "roads,skeleton_recall,79.25,89.06,4.846,83.69,test set\n")
+    plan_file = tmp_path / "tables.yaml"
+    plan_file.write_text(yaml.safe_dump({
+        "profiles": {"smoke": {"seeds": [0, 1], "folds": [0], "data": "synthetic", "launcher": None}},
+        "stand_ins": {"roads": "synthetic_2d"},
+        "tables": {"tableX": {"title": "Toy table", "paper": "paper.csv", "experiments": {"roads": "nnunet_roads"}}},
+    }))
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    args = ["--profile", "smoke", "--tables", str(plan_file), "--runs", str(runs), "--out", str(out),
+            "--data", str(tiny_root / "data/nnUNet_raw"), "logger=csv", "data.max_test_cases=3"]
+    assert reproduce_main(args) == 0
+    assert len(list((runs / "smoke/nnunet_roads/synthetic_2d/unet").glob("*/*/*/*/done"))) == 4
+    md = (out / "tables/tableX.md").read_text()
+    assert "**Synthetic data, smoke scale.**" in md and "roads -> `synthetic_2d`" in md
+    rows = [line for line in md.split("## Paired tests")[0].splitlines() if line.startswith("| roads |")]
+    assert len(rows) == 2 and all("2/2" in row and " +- " in row for row in rows)
+    assert "| 78.99 |" in rows[0] or "| **78.99** |" in rows[0]
+    test_row = next(line for line in md.splitlines() if line.startswith("| roads | + Skeleton Recall | 3 |"))
+    assert test_row.count("p=") == 4
+    assert (out / "tables/tableX.tex").read_text().count(r"\\") >= 3
+    capsys.readouterr()
+    assert reproduce_main(args) == 0  # everything finished: nothing is trained again
+    assert "4 already finished" in capsys.readouterr().out
