@@ -113,12 +113,11 @@ def skeleton_views(label: np.ndarray, *, iterations: int = 10) -> SkeletonViews:
     from skelrecall.losses.cldice import soft_skeleton
 
     label = np.asarray(label)
-    if label.ndim not in (2, 3):
-        raise FigureError(f"skeleton_comparison expects a 2D or 3D label map, got shape {label.shape}")
-    if label.dtype.kind not in "biu":
-        raise FigureError(f"skeleton_comparison expects integer labels, got dtype {label.dtype}")
+    try:
+        tubed = tubed_skeleton(label) > 0  # checks the label: 2D/3D, integer
+    except ValueError as exc:
+        raise FigureError(str(exc)) from None
     foreground = label > 0
-    tubed = tubed_skeleton(label) > 0
     with torch.no_grad():
         x = torch.from_numpy(foreground.astype(np.float32))[None, None]
         soft = soft_skeleton(x, iterations=iterations)[0, 0].numpy()
