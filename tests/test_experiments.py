@@ -70,11 +70,11 @@ def test_experiment_matches_table4(name):
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_cpu_profile_shrinks_batch_only(name):
+def test_cpu_profile_keeps_the_recipe_at_the_datasets_patch_and_a_small_batch(name):
     paper = compose_train(f"experiment={name}", "profile=paper")
     cpu = compose_train(f"experiment={name}", "profile=cpu")
     assert cpu.data.batch_size == OmegaConf.load(CONFIG_DIR / "profile" / "cpu.yaml").data.batch_size
-    assert list(cpu.data.patch_size) == list(paper.data.patch_size)
+    assert list(cpu.data.patch_size) == list(cpu.dataset.patch_size)  # not HRNet's whole 1500x1500 images
     assert cpu.optimizer == paper.optimizer and cpu.backbone.name == paper.backbone.name
     assert cpu.experiment_name == name and cpu.run_name.startswith(f"cpu/{name}/")
 
