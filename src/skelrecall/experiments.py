@@ -9,7 +9,7 @@ group must produce, so that a report can show missing and failed runs instead of
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class Group:
     seeds: tuple[int, ...]
     folds: tuple[int, ...]
     w_values: tuple[float, ...] | None = None
-    extra: tuple[str, ...] = field(default=())
 
     def overrides(self) -> list[str]:
         """Hydra overrides of this multirun (without profile and launcher)."""
@@ -44,7 +43,7 @@ class Group:
                "seed=" + ",".join(map(str, self.seeds)), "fold=" + ",".join(map(str, self.folds))]
         if self.w_values is not None:
             out.append("loss.w=" + ",".join(str(float(w)) for w in self.w_values))  # 1.0, not 1: names the run folder
-        return out + list(self.extra)
+        return out
 
     def runs(self) -> list[dict[str, Any]]:
         """Every (loss, w, seed, fold) this group produces."""

@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     extra = [f"paths.runs={runs_root}", f"paths.nnunet_raw={data_root}", *extra]
 
     total = {_key(r) for g in groups for r in g.runs()}
-    done_before = finished(runs_root / args.profile) & total
+    done = finished(runs_root / args.profile)  # rescanned after each multirun, not per run
     print(f"[reproduce] profile {args.profile} ({prof['data']} data): {len(groups)} multiruns, {len(total)} runs, "
-          f"{len(done_before)} already finished; launcher {launcher or 'basic'}", flush=True)
+          f"{len(done & total)} already finished; launcher {launcher or 'basic'}", flush=True)
     if args.dry_run:
         for g in groups:
             print(f"  {g.name}: {len(g.runs())} runs\n    {shlex.join(command(g, args.profile, launcher, extra))}")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_data(groups, data_root, synthetic=prof["data"] == "synthetic")
     started, failed_groups = time.time(), []
     for i, group in enumerate(groups, 1):
-        todo = [r for r in group.runs() if _key(r) not in finished(runs_root / args.profile)]
+        todo = [r for r in group.runs() if _key(r) not in done]
         print(f"[reproduce] ({i}/{len(groups)}) {group.name}: {len(group.runs()) - len(todo)} of {len(group.runs())} "
               f"runs finished{'' if todo else ', skipping'}", flush=True)
         if not todo:
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         code = subprocess.call(command(group, args.profile, launcher, extra), cwd=CONFIG_DIR.parent)
         if code != 0:
             failed_groups.append(group.name)
-        now_done = len(finished(runs_root / args.profile) & total)
+        done = finished(runs_root / args.profile)
         elapsed = time.time() - started
-        print(f"[reproduce] {now_done}/{len(total)} runs finished; {elapsed / 60:.1f} min elapsed"
+        print(f"[reproduce] {len(done & total)}/{len(total)} runs finished; {elapsed / 60:.1f} min elapsed"
               + (f"; {group.name} had failures (exit {code})" if code else ""), flush=True)
 
     status = 0
