@@ -48,7 +48,7 @@ evaluate: install ## score a folder: make evaluate PRED=dir LABELS=dir
 report: install ## tables 2/3 and figures from the finished runs of PROFILE (reports/tables, reports/figures)
 	$(BIN)/skelrecall-report --profile $(PROFILE)
 
-reproduce: install ## every paper table and figure: PROFILE=cpu (synthetic, ~100 min, 2 cores) | smoke (minutes) | paper (GPUs)
+reproduce: install ## every paper table and figure: PROFILE=cpu (synthetic, ~70 min, 2 cores) | smoke (minutes) | paper (GPUs)
 	$(BIN)/skelrecall-reproduce --profile $(PROFILE) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(ARGS)
 
 bench: install ## resource benchmarks into reports/bench (ratios measured in one run)

@@ -13,8 +13,14 @@ def test_quick_benchmark_writes_csv_report_and_figure(tmp_path):
     base = table[table["loss"] == "dice_ce"]
     assert (base["alloc_ratio"] == 1.0).all() and (base["cpu_ratio"] == 1.0).all()
     assert (table["step_cpu_s"] > 0).all() and (table["peak_alloc_mb"] > table["step_alloc_mb"]).all()
+    pairs = pd.read_csv(tmp_path / "losses_paired.csv")
+    assert list(pairs["loss"]) == ["skeleton_recall"] and (pairs["pairs"] == 2).all()
+    assert (pairs["cpu_ratio_min"] <= pairs["cpu_ratio_median"]).all()
+    assert (pairs["cpu_ratio_median"] <= pairs["cpu_ratio_max"]).all() and (pairs["step_cpu_base_s"] > 0).all()
+    assert (pairs["peak_alloc_mb"] >= pairs["peak_alloc_base_mb"]).all()  # the extra loss holds more, never less
     report = (tmp_path / "losses.md").read_text()
     assert "## Machine" in report and "QUICK" in report and "Skeleton Recall" in report
+    assert "## Paired step time" in report and "32x32 Skeleton Recall step time overhead" in report
     assert (tmp_path / "losses_overhead.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -50,6 +50,24 @@ def test_soft_skeleton_matches_reference(spatial):
         np.testing.assert_allclose(ours[b, 0], ref_soft_skeleton(x[b, 0].numpy(), 4), atol=1e-12)
 
 
+@pytest.mark.parametrize("spatial", [(20, 18), (9, 10, 8)])
+def test_soft_skeleton_channels_last_path_is_the_same(spatial):
+    """Many channels are pooled channels-last on CPU (speed): same skeleton and gradient per channel."""
+    from skelrecall.losses.cldice import CHANNELS_LAST_FROM
+
+    torch.manual_seed(2)
+    x = torch.rand(2, CHANNELS_LAST_FROM, *spatial, dtype=torch.float64, requires_grad=True)
+    many = soft_skeleton(x, 4)
+    (many * torch.linspace(0, 1, many.numel(), dtype=x.dtype).view(many.shape)).sum().backward()
+    for c in (0, CHANNELS_LAST_FROM - 1):
+        one = x[:, c:c + 1].detach().clone().requires_grad_(True)  # 1 channel: the plain layout
+        skel = soft_skeleton(one, 4)
+        torch.testing.assert_close(skel, many[:, c:c + 1], rtol=0, atol=0)
+        weights = torch.linspace(0, 1, many.numel(), dtype=x.dtype).view(many.shape)[:, c:c + 1]
+        (skel * weights).sum().backward()
+        torch.testing.assert_close(one.grad, x.grad[:, c:c + 1], rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("spatial", [(24, 20), (10, 9, 11)])
 @pytest.mark.parametrize("classes", [1, 2, 4])
 @pytest.mark.parametrize("batch_dice", [True, False])

@@ -214,3 +214,7 @@ def test_hrnet_errors_and_w48_size(tmp_path):
     with torch.device("meta"):
         w48 = build_model({**base, "variant": "w48"}, dims=2, in_channels=3, num_classes=2, patch_size=(8, 8))
     assert 65e6 < sum(p.numel() for p in w48.parameters()) < 67e6  # HRNetV2-W48 + FCN: 65.8 M
+    with torch.device("meta"):
+        small = build_model({**base, "variant": "w18_small"}, dims=2, in_channels=3, num_classes=2, patch_size=(8, 8))
+    assert sum(p.numel() for p in small.backbone.parameters()) == 3_860_720  # mmseg fcn_hr18s backbone
+    assert [len(m) for m in (small.backbone.stage3, small.backbone.stage4)] == [3, 2]

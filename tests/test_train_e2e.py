@@ -46,11 +46,16 @@ def test_single_run_with_w_override(tiny_root):
     mtime = (run_dir / "done").stat().st_mtime
     run(cfg)
     assert (run_dir / "done").stat().st_mtime == mtime
-    # ... unless forced: then it trains again from scratch (a new CSV attempt that starts at epoch 0)
+    # ... unless forced: then it trains again from scratch (a new CSV attempt that starts at epoch 0),
+    # and the seed fixes everything (network init included), whatever the process's RNG state was
+    import torch
+
+    torch.rand(1000)
     cfg.force = True
     run(cfg)
     assert (run_dir / "done").stat().st_mtime > mtime
     assert pd.read_csv(run_dir / "csv/attempt_1/metrics.csv")["epoch"].min() == 0
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "per_case.csv"), per_case)
 
 
 def test_multirun_two_losses_then_report(tiny_root, tmp_path):

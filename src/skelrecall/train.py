@@ -163,6 +163,11 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     # --- everything that can fail on the inputs, before any training -------------------------
     layout = open_dataset(cfg)
     dims, num_classes = int(cfg.dataset.dims), int(cfg.dataset.num_classes)
+    if cfg.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)  # before the network's random init
     model = build_model(cfg.backbone, dims=dims, in_channels=int(cfg.dataset.in_channels),
                         num_classes=num_classes, patch_size=list(cfg.data.patch_size))
     loss = build_loss(cfg.loss, num_classes=num_classes, dims=dims, ds_weights=getattr(model, "ds_weights", None))
@@ -170,11 +175,6 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
     write_json(run_dir / "environment.json", environment_info())
 
-    if cfg.get("torch_threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg.torch_threads))
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = SegmentationDataModule(
         layout, dims=dims, patch_size=list(cfg.data.patch_size), batch_size=int(cfg.data.batch_size),
         iterations_per_epoch=int(cfg.data.iterations_per_epoch), fold=int(cfg.fold),

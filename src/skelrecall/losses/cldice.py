@@ -55,8 +55,16 @@ def soft_open(x: torch.Tensor) -> torch.Tensor:
     return soft_dilate(soft_erode(x))
 
 
+#: channel count from which CPU tensors are pooled channels-last: torch's CPU max-pool kernels vectorise
+#: over channels there (2 x 13 x 16 x 32 x 32, 10 iterations, forward + backward: 2.6x faster; 3 channels:
+#: slightly slower). Same values and gradients, only the memory layout differs.
+CHANNELS_LAST_FROM = 8
+
+
 def soft_skeleton(x: torch.Tensor, iterations: int = 10) -> torch.Tensor:
     """Soft skeleton of probabilities ``x`` (any number of channels, each treated independently)."""
+    if x.device.type == "cpu" and x.ndim in (4, 5) and x.shape[1] >= CHANNELS_LAST_FROM:
+        x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
     skel = F.relu(x - soft_open(x))
     for _ in range(int(iterations)):
         x = soft_erode(x)

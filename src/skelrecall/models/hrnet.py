@@ -1,8 +1,9 @@
-"""HRNetV2 (W18 / W48) with an FCN head, built from mmsegmentation 1.2.2's own classes (2D only).
+"""HRNetV2 (W18 / W18-Small / W48) with an FCN head, built from mmsegmentation 1.2.2's own classes (2D only).
 
 The architecture is mmseg's ``configs/_base_/models/fcn_hr18.py`` (W48: ``fcn_hr48_*``):
 ``HRNet`` backbone (stage 1: one Bottleneck module, 4 blocks, 64 channels; stages 2-4: 1, 4 and 3
-modules of BasicBlocks, 4 blocks per branch, branch widths ``(W, 2W, 4W, 8W)``) and ``FCNHead``
+modules of BasicBlocks, 4 blocks per branch, branch widths ``(W, 2W, 4W, 8W)``; W18-Small, mmseg's
+``fcn_hr18s``: 2 blocks everywhere and 1, 3 and 2 modules in stages 2-4) and ``FCNHead``
 with ``input_transform='resize_concat'`` over all four branches, one 1x1 conv with
 ``15W`` channels (the concatenated width), no dropout, no input concat. BatchNorm replaces mmseg's
 SyncBN (single process; Lightning can convert it with ``sync_batchnorm``). The head predicts at
@@ -45,8 +46,8 @@ from torch import nn
 
 __all__ = ["HRNET_VARIANTS", "HRNetFCN", "build_hrnet", "hrnet_extra", "import_mmseg"]
 
-#: HRNetV2 width W per variant
-HRNET_VARIANTS = {"w18": 18, "w48": 48}
+#: HRNetV2 variants: (width W, small depth) -- "small" is mmseg's fcn_hr18s (HRNetV2-W18-Small)
+HRNET_VARIANTS = {"w18": (18, False), "w18_small": (18, True), "w48": (48, False)}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _LOG = logging.getLogger(__name__)
@@ -96,15 +97,16 @@ def import_mmseg() -> types.ModuleType:
     return mmseg.models
 
 
-def hrnet_extra(width: int) -> dict:
-    """mmseg's HRNetV2 ``extra`` stage description for width ``W`` (fcn_hr18 / fcn_hr48 configs)."""
-    w = int(width)
+def hrnet_extra(width: int, small: bool = False) -> dict:
+    """mmseg's HRNetV2 ``extra`` stage description for width ``W`` (fcn_hr18 / fcn_hr48 configs;
+    ``small``: fcn_hr18s, 2 blocks per branch and 3 / 2 modules in stages 3 / 4)."""
+    w, b = int(width), 2 if small else 4
     return dict(
-        stage1=dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_blocks=(4,), num_channels=(64,)),
-        stage2=dict(num_modules=1, num_branches=2, block="BASIC", num_blocks=(4, 4), num_channels=(w, 2 * w)),
-        stage3=dict(num_modules=4, num_branches=3, block="BASIC", num_blocks=(4, 4, 4),
+        stage1=dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_blocks=(b,), num_channels=(64,)),
+        stage2=dict(num_modules=1, num_branches=2, block="BASIC", num_blocks=(b,) * 2, num_channels=(w, 2 * w)),
+        stage3=dict(num_modules=3 if small else 4, num_branches=3, block="BASIC", num_blocks=(b,) * 3,
                     num_channels=(w, 2 * w, 4 * w)),
-        stage4=dict(num_modules=3, num_branches=4, block="BASIC", num_blocks=(4, 4, 4, 4),
+        stage4=dict(num_modules=2 if small else 3, num_branches=4, block="BASIC", num_blocks=(b,) * 4,
                     num_channels=(w, 2 * w, 4 * w, 8 * w)),
     )
 
@@ -162,7 +164,7 @@ class HRNetFCN(nn.Module):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"(mmcv|mmseg)(\..*)?")
             models = import_mmseg()
-        width = HRNET_VARIANTS[variant]
+        width, small = HRNET_VARIANTS[variant]
         self.variant = variant
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -174,12 +176,12 @@ class HRNetFCN(nn.Module):
         stem_channels = 3 if self.normalize_imagenet else in_channels
         norm_cfg = dict(type="BN", requires_grad=True)
         with _quiet_mm():
-            self._build(models, width, stem_channels, norm_cfg)
+            self._build(models, width, small, stem_channels, norm_cfg)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def _build(self, models: types.ModuleType, width: int, stem_channels: int, norm_cfg: dict) -> None:
-        self.backbone = models.backbones.HRNet(extra=hrnet_extra(width), in_channels=stem_channels,
+    def _build(self, models: types.ModuleType, width: int, small: bool, stem_channels: int, norm_cfg: dict) -> None:
+        self.backbone = models.backbones.HRNet(extra=hrnet_extra(width, small), in_channels=stem_channels,
                                                norm_cfg=norm_cfg, norm_eval=False)
         branches = [width, 2 * width, 4 * width, 8 * width]
         self.decode_head = models.decode_heads.FCNHead(
