@@ -29,3 +29,20 @@ def test_synthetic_batch_skeleton_lies_in_label():
     assert label.shape == skel.shape == (2, 1, 24, 24)
     assert set(range(1, 4)) <= set(label.ravel().tolist())
     assert ((skel == 0) | (skel == label)).all() and (skel > 0).any()
+
+
+def test_step_time_goal_is_judged_on_paired_cpu_time_on_cpu_and_wall_time_on_gpu():
+    table = pd.DataFrame({"dims": [2, 2], "spatial": ["8x8", "8x8"], "classes": [2, 14], "loss": "skeleton_recall",
+                          "alloc_ratio": [1.0, 1.0], "cpu_ratio": [1.0, 1.0], "loss_overhead": [0.0, 0.0],
+                          "loss_alloc_mb": [1.0, 2.0]})
+    pairs = pd.DataFrame({"dims": [2, 2], "spatial": ["8x8", "8x8"], "classes": [2, 14],
+                          "cpu_ratio_median": [1.10, 1.12], "wall_ratio_median": [1.00, 1.02]})
+
+    def time_goal(device):
+        (goal, value, ok), = [c for c in bench.goal_checks(table, pairs.assign(device=device)) if "step time" in c[0]]
+        return ok, value
+
+    ok, value = time_goal("cpu")
+    assert ok is False and "+11.0% CPU time" in value
+    ok, value = time_goal("cuda")
+    assert ok is True and "+1.0% wall time" in value

@@ -272,7 +272,8 @@ def paired(spec: dict[str, Any]) -> dict[str, Any]:
     """Time dice_ce and ``spec["loss"]`` on one network and batch, alternating step by step.
 
     ``pairs`` pairs of steps, the order swapped every pair (A B, B A, ...), after one warm-up step
-    each; per pair the ratio of the two steps' process CPU times (and wall times). Adjacent steps
+    each; per pair the ratio of the two steps' process CPU times and wall times (the goal uses CPU time
+    on CPU, wall time on a GPU). Adjacent steps
     see the same machine state, so slow phases of a shared machine cancel in the ratio; the median
     over pairs is the estimate. With ``memory``: each loss's peak allocated bytes of one step
     (allocator events, independent of what ran before in the process).
@@ -280,7 +281,7 @@ def paired(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     cuda = torch.device(spec.get("device", "cpu")).type == "cuda"
-    model, tensors, sync, step_with = _setup(spec)
+    model, tensors, _, step_with = _setup(spec)
     base, other = _ds_loss("dice_ce", spec, model), _ds_loss(spec["loss"], spec, model)
     step_with(base), step_with(other)  # warm-up
     cpu, wall = {"base": [], "other": []}, {"base": [], "other": []}
@@ -483,14 +484,18 @@ def goal_checks(table, paired=None) -> list[tuple[str, str, bool | None]]:
     pairs = paired if paired is not None else table.iloc[0:0]
     for (dims, spatial), grp in (pairs.groupby(["dims", "spatial"]) if len(pairs) else []):
         grp = grp.sort_values("classes")
-        per_c = ", ".join(f"C={c}: {r - 1:+.1%}" for c, r in zip(grp["classes"], grp["cpu_ratio_median"]))
-        t = grp["cpu_ratio_median"].mean() - 1
+        # on a GPU the host's CPU time says nothing about the kernels: judge wall time there
+        gpu = "device" in grp.columns and (grp["device"] == "cuda").any()
+        col, other_col, kind = (("wall_ratio_median", "cpu_ratio_median", "wall time") if gpu
+                                else ("cpu_ratio_median", "wall_ratio_median", "CPU time"))
+        per_c = ", ".join(f"C={c}: {r - 1:+.1%}" for c, r in zip(grp["classes"], grp[col]))
+        t = grp[col].mean() - 1
         same = sr[(sr["dims"] == dims) & (sr["spatial"] == spatial)]
         unpaired = (f"; unpaired fresh processes {same['cpu_ratio'].mean() - 1:+.1%}, from the loss alone "
                     f"{same['loss_overhead'].mean():+.1%}") if len(same) else ""
         checks.append((f"{dims}D {spatial} Skeleton Recall step time overhead <= {GOAL_TIME:.0%}",
-                       f"mean over C {t:+.1%} CPU time, paired ({per_c}; wall {grp['wall_ratio_median'].mean() - 1:+.1%}"
-                       f"{unpaired})", bool(t <= GOAL_TIME)))
+                       f"mean over C {t:+.1%} {kind}, paired ({per_c}; "
+                       f"{other_col.split('_')[0]} {grp[other_col].mean() - 1:+.1%}{unpaired})", bool(t <= GOAL_TIME)))
     memory = [(dims, grp["spatial"].iloc[0], grp) for dims, grp in sr.groupby("dims")]
     if "alloc_ratio" in pairs.columns:
         memory += [(dims, spatial, grp) for (dims, spatial), grp in pairs.dropna(subset=["alloc_ratio"])
@@ -572,7 +577,8 @@ def render_report(table, paired, checks, machine, plan, device, elapsed, load_be
         "  whether it raises the step's peak depends on where the network's own peak lies",
         "- paired timing (the step-time goal): dice_ce and skeleton_recall on one network and batch in one",
         "  fresh process, one warm-up step each, then pairs of steps in alternating order (A B, B A, ...);",
-        "  per pair the ratio of the two steps' CPU times, the median over pairs per C (`losses_paired.csv`);",
+        "  per pair the ratio of the two steps' CPU times (wall times on a GPU), the median over pairs per C",
+        "  (`losses_paired.csv`);",
         "  adjacent steps share the machine's state, so the slow phases of a shared machine cancel",
         "  (sizes and threads per row below; the 2D 512x512 rows also measure peak allocated memory)",
         "",
