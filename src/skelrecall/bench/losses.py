@@ -257,12 +257,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         for f in fixed:
             f.grad = None
         del fixed, total, outs
-        model.zero_grad(set_to_none=True)
-        import gc
-
-        gc.collect()
-        resident = _tensor_bytes([*model.parameters(), *model.buffers(), x, target, skeleton])
-        added = _peak_allocated_during(step)
+        resident, added = _cpu_step_peak(model, (x, target, skeleton), step)
         result["peak_alloc_mb"] = (resident + added) / 2**20
         result["step_alloc_mb"] = added / 2**20
     return result
@@ -306,13 +301,20 @@ def paired(spec: dict[str, Any]) -> dict[str, Any]:
                 step_with(loss)
                 peaks.append(torch.cuda.max_memory_allocated() / 2**20)
         else:
-            resident = _tensor_bytes([*model.parameters(), *model.buffers(), *tensors])
-            peaks = []
-            for loss in (base, other):
-                model.zero_grad(set_to_none=True)  # both start from the resident tensors alone
-                peaks.append((resident + _peak_allocated_during(lambda loss=loss: step_with(loss))) / 2**20)
+            peaks = [sum(_cpu_step_peak(model, tensors, lambda loss=loss: step_with(loss))) / 2**20
+                     for loss in (base, other)]
         result.update(peak_alloc_base_mb=peaks[0], peak_alloc_mb=peaks[1], alloc_ratio=peaks[1] / peaks[0])
     return result
+
+
+def _cpu_step_peak(model, tensors, step) -> tuple[int, int]:
+    """(bytes of the resident tensors, peak bytes added while ``step`` runs), the step starting from the
+    parameters, buffers and batch ``tensors`` alone (no gradients, no graph)."""
+    import gc
+
+    model.zero_grad(set_to_none=True)
+    gc.collect()
+    return _tensor_bytes([*model.parameters(), *model.buffers(), *tensors]), _peak_allocated_during(step)
 
 
 def _tensor_bytes(tensors) -> int:
