@@ -45,7 +45,7 @@ sweep: install ## Hydra multirun: make sweep ARGS="loss=dice_ce,skeleton_recall 
 evaluate: install ## score a folder: make evaluate PRED=dir LABELS=dir
 	$(BIN)/skelrecall-evaluate --pred "$(PRED)" --labels "$(LABELS)"
 
-report: install ## tables 2/3 and figures from the finished runs of PROFILE (reports/tables, reports/figures)
+report: install ## tables 2/3 and figures from the finished runs of PROFILE (reports/$(PROFILE)/tables, figures)
 	$(BIN)/skelrecall-report --profile $(PROFILE)
 
 reproduce: install ## every paper table and figure: PROFILE=cpu (synthetic, ~70 min, 2 cores) | smoke (minutes) | paper (GPUs)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from skelrecall.train import CONFIG_DIR
+from skelrecall.paths import CONFIG_DIR
 
 
 @pytest.fixture(scope="session")

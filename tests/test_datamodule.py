@@ -23,7 +23,7 @@ def test_training_samples_carry_the_skeleton_of_their_augmented_label(tiny_root)
     assert len(dm.train_cases) == 8 and len(dm.val_cases) == 2  # fold 0 of 10 cases
     ds = dm.train_dataloader().dataset
     for i in range(12):
-        s = ds[i]
+        s = ds[(0, i)]
         assert s["image"].shape == (1, 64, 64) and s["label"].shape == (1, 64, 64)
         label = s["label"][0].numpy()
         assert set(np.unique(label)) <= {0, 1}
@@ -32,10 +32,51 @@ def test_training_samples_carry_the_skeleton_of_their_augmented_label(tiny_root)
 
 def test_foreground_oversampling(tiny_root):
     dm = _module(tiny_root, augment=False)
-    always = PatchDataset(dm.train_cases, (32, 32), 40, 1.0, augment=False, dims=2)
-    assert all(always[i]["label"].sum() > 0 for i in range(40))
+    always = PatchDataset(dm.train_cases, (32, 32), 1.0, augment=False, dims=2)
+    assert all(always[(0, i)]["label"].sum() > 0 for i in range(40))
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"image", "label", "skeleton"} and batch["image"].shape == (2, 1, 64, 64)
+
+
+def test_patches_depend_only_on_seed_epoch_and_index(tiny_root):
+    """The same (epoch, i) gives the same patch whatever the workers or the order; epochs differ."""
+    import torch
+
+    dm = _module(tiny_root, augment=True)
+    ds = dm.train_dataloader().dataset
+    first = [ds[(3, i)] for i in range(6)]
+    torch.manual_seed(123)
+    np.random.seed(7)  # process-wide generators play no part
+    again = [ds[(3, i)] for i in reversed(range(6))][::-1]
+    for a, b in zip(first, again):
+        for key in a:
+            assert torch.equal(a[key], b[key])
+    other_epoch = ds[(4, 0)]
+    assert not torch.equal(first[0]["image"], other_epoch["image"])
+    # two loader workers give the batches of one process, in the same order
+    dm_workers = _module(tiny_root, augment=True, num_workers=2)
+    single = [b["image"] for b in dm.train_dataloader()]
+    multi = [b["image"] for b in dm_workers.train_dataloader()]
+    assert len(single) == len(multi) == 4 and all(torch.equal(a, b) for a, b in zip(single, multi))
+
+
+def test_label_values_outside_dataset_json_fail_naming_the_file(tiny_root, tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from skelrecall.data.layout import DatasetLayoutError
+
+    root = tmp_path / "Dataset901_Synthetic2D"
+    shutil.copytree(tiny_root / "data/nnUNet_raw/Dataset901_Synthetic2D", root)
+    layout = DatasetLayout.open(root)
+    case = layout.splits()[0]["train"][0]
+    label = np.asarray(Image.open(layout.label_file(case))).copy()
+    label[0, 0] = 7
+    Image.fromarray(label).save(layout.label_file(case))
+    dm = SegmentationDataModule(layout, dims=2, patch_size=[64, 64], batch_size=2, iterations_per_epoch=4)
+    with pytest.raises(DatasetLayoutError, match=rf"labelsTr/{case}\.png: label values \[7\]"):
+        dm.setup()
 
 
 def test_crop_pads_small_cases_and_centres_on_foreground():
@@ -63,8 +104,8 @@ def test_ignore_label_is_background_for_the_skeleton_and_oversampling():
     label[0, 14:19, 2:30] = 1
     label[0, :, 20:] = np.where(label[0, :, 20:] == 1, 1, 2)  # an ignore region beside the bar
     case = Case("c", np.zeros((1, 32, 32), np.float32), label, {}, np.argwhere(label[0] == 1))
-    ds = PatchDataset([case], (32, 32), 4, 1.0, augment=False, dims=2, ignore_label=2)
-    skeleton = ds[0]["skeleton"][0].numpy()
+    ds = PatchDataset([case], (32, 32), 1.0, augment=False, dims=2, ignore_label=2)
+    skeleton = ds[(0, 0)]["skeleton"][0].numpy()
     known = np.where(label[0] == 2, 0, label[0])
     np.testing.assert_array_equal(skeleton, tubed_skeleton(known))
     assert set(np.unique(skeleton)) == {0, 1}

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from skelrecall.models import build_model, plan_unet
-from skelrecall.train import CONFIG_DIR
+from skelrecall.paths import CONFIG_DIR
 
 from .conftest import compose_train
 

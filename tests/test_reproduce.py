@@ -11,7 +11,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from skelrecall.experiments import SPEC_PATH, SpecError, load_spec, loss_weight, paper_rows, plan, table_groups
+from skelrecall.experiments import SPEC_PATH, SpecError, load_spec, paper_rows, plan, table_groups
 from skelrecall.reproduce import main as reproduce_main
 from skelrecall.stats import paired_comparison
 from skelrecall.tables import build_table, to_latex, to_markdown
@@ -43,7 +43,8 @@ def test_group_overrides_name_the_run_folders(spec):
     assert "loss.w=0.1,0.3,1.0,3.0" in overrides  # "1.0", like the table runs' folders (w=1.0), not "1"
     assert {r["w"] for r in sweep.runs()} == {0.1, 0.3, 1.0, 3.0}
     table = next(g for g in plan(spec, "cpu") if g.name == "table2/roads")
-    assert {(r["loss"], r["w"]) for r in table.runs()} == {(loss, loss_weight(loss)) for loss in table.losses}
+    assert {(r["loss"], r["w"]) for r in table.runs()} == {(loss, table.loss_weight(loss)) for loss in table.losses}
+    assert table.loss_weight("dice_ce") == 0.0 and table.loss_weight("skeleton_recall") == 1.0
     assert len(table.runs()) == len(table.losses) * len(table.seeds)
 
 
@@ -68,7 +69,7 @@ def test_unknown_profile_or_table(spec, capsys):
 def test_dry_run_prints_one_multirun_per_group(tmp_path, capsys):
     assert reproduce_main(["--profile", "cpu", "--dry-run", "--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "96 runs, 0 already finished" in out and "launcher parallel" in out
+    assert "96 runs: 0 finished, 96 to do, 0 stale" in out and "launcher parallel" in out
     assert out.count("--multirun profile=cpu experiment=") == 10
     assert "experiment=nnunet_topcow_multiclass dataset=synthetic_cow loss=dice_ce,cldice,skeleton_recall" in out
 
@@ -119,7 +120,7 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
                       for c, i in cases.items()}
             run = _fake_run(tmp_path, f"{loss}_{seed}", values)
             runs.append({**run, "experiment": group.experiment, "dataset": group.dataset, "loss": loss,
-                         "w": loss_weight(loss), "seed": seed, "fold": 0})
+                         "w": group.loss_weight(loss), "seed": seed, "fold": 0})
     runs.append({"run_dir": str(tmp_path / "cldice_0"), "status": "failed", "experiment": group.experiment,
                  "dataset": group.dataset, "loss": "cldice", "w": 1.0, "seed": 0, "fold": 0})
     rows, tests = build_table(spec, "table3", "cpu", pd.DataFrame(runs))
@@ -151,25 +152,29 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
     assert r"\textbf{56.25 $\pm$ 1.00}" in to_latex(rows, title="T")
 
 
-def test_reproduce_end_to_end_on_a_small_plan(tiny_root, tmp_path, capsys):
-    """A one-table plan (2 losses x 2 seeds on the tiny synthetic_2d): runs, table with paper values,
-    spreads and paired tests; a second call skips every finished run."""
+def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
+    """A one-table plan (2 losses x 2 seeds on a tiny synthetic_roads): runs, table with paper values,
+    spreads and paired tests; a second call skips every finished run; a changed config is refused
+    until --retrain-stale, and the report never shows a stale run's values."""
+    from skelrecall.data.synthetic import get_generator
+
+    data = tmp_path / "data"
+    get_generator("synthetic_roads")(data / "Dataset911_SyntheticRoads", seed=0, num_train=6, num_test=3)
     (tmp_path / "paper.csv").write_text("dataset,loss,dice,cldice,betti0_error,betti1_error,evaluation\n"
                                         "roads,dice_ce,78.99,88.79,5.769,84.62,test set\n"
                                         "roads,skeleton_recall,79.25,89.06,4.846,83.69,test set\n")
     plan_file = tmp_path / "tables.yaml"
     plan_file.write_text(yaml.safe_dump({
         "profiles": {"smoke": {"seeds": [0, 1], "folds": [0], "data": "synthetic", "launcher": None}},
-        "stand_ins": {"roads": "synthetic_2d"},
         "tables": {"tableX": {"title": "Toy table", "paper": "paper.csv", "experiments": {"roads": "nnunet_roads"}}},
     }))
     runs, out = tmp_path / "runs", tmp_path / "reports"
     args = ["--profile", "smoke", "--tables", str(plan_file), "--runs", str(runs), "--out", str(out),
-            "--data", str(tiny_root / "data/nnUNet_raw"), "logger=csv", "data.max_test_cases=3"]
+            "--data", str(data), "logger=csv", "data.max_test_cases=3"]
     assert reproduce_main(args) == 0
-    assert len(list((runs / "smoke/nnunet_roads/synthetic_2d/unet").glob("*/*/*/*/done"))) == 4
+    assert len(list((runs / "smoke/nnunet_roads/synthetic_roads/unet").glob("*/*/*/*/done"))) == 4
     md = (out / "tables/tableX.md").read_text()
-    assert "**Synthetic data, smoke scale.**" in md and "roads -> `synthetic_2d`" in md
+    assert "**Synthetic data, smoke scale.**" in md and "roads -> `synthetic_roads`" in md
     rows = [line for line in md.split("## Paired tests")[0].splitlines() if line.startswith("| roads |")]
     assert len(rows) == 2 and all("2/2" in row and " +- " in row for row in rows)
     assert "| 78.99 |" in rows[0] or "| **78.99** |" in rows[0]
@@ -178,4 +183,21 @@ def test_reproduce_end_to_end_on_a_small_plan(tiny_root, tmp_path, capsys):
     assert (out / "tables/tableX.tex").read_text().count(r"\\") >= 3
     capsys.readouterr()
     assert reproduce_main(args) == 0  # everything finished: nothing is trained again
-    assert "4 already finished" in capsys.readouterr().out
+    assert "4 runs: 4 finished, 0 to do, 0 stale" in capsys.readouterr().out
+
+    # the same plan with a changed config: every finished run is stale; refused, nothing touched
+    changed = [*args, "optimizer.lr=0.02"]
+    done_files = sorted(runs.rglob("done"))
+    stamps = [p.stat().st_mtime for p in done_files]
+    assert reproduce_main(changed) == 2
+    err = capsys.readouterr().err
+    assert "4 planned runs were made with another config" in err and "optimizer.lr: 0.01 -> 0.02" in err
+    assert "--retrain-stale" in err and [p.stat().st_mtime for p in done_files] == stamps
+    with pytest.raises(SystemExit, match="4 made with another config"):  # the report shows no stale values
+        from skelrecall.report import main as report_main
+
+        report_main(["--profile", "smoke", "--tables", str(plan_file), "--runs", str(runs), "--out", str(out),
+                     "--override=optimizer.lr=0.02", "--override=data.max_test_cases=3"])
+    assert reproduce_main([*changed, "--retrain-stale"]) == 0
+    assert "--retrain-stale: deleting them" in capsys.readouterr().out
+    assert all("lr: 0.02" in (p.parent / "config.yaml").read_text() for p in runs.rglob("done"))

@@ -46,15 +46,18 @@ def test_single_run_with_w_override(tiny_root):
     mtime = (run_dir / "done").stat().st_mtime
     run(cfg)
     assert (run_dir / "done").stat().st_mtime == mtime
-    # ... unless forced: then it trains again from scratch (a new CSV attempt that starts at epoch 0),
+    # ... unless forced: then every output of the old run goes and it trains again from scratch,
     # and the seed fixes everything (network init included), whatever the process's RNG state was
     import torch
 
     torch.rand(1000)
+    (run_dir / "predictions" / ".stale.png.x.tmp.png").write_bytes(b"left by a kill")
     cfg.force = True
     run(cfg)
     assert (run_dir / "done").stat().st_mtime > mtime
-    assert pd.read_csv(run_dir / "csv/attempt_1/metrics.csv")["epoch"].min() == 0
+    assert sorted(p.name for p in (run_dir / "csv").iterdir()) == ["attempt_0"]
+    assert pd.read_csv(run_dir / "csv/attempt_0/metrics.csv")["epoch"].min() == 0
+    assert sorted(p.name for p in (run_dir / "predictions").iterdir()) == sorted(f"{c}.png" for c in per_case["case"])
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "per_case.csv"), per_case)
 
 
@@ -96,9 +99,19 @@ def test_missing_dataset_names_the_command_before_training(tmp_path):
     cfg = compose_train("profile=smoke", "logger=none", f"paths.root={tmp_path}")
     with pytest.raises(DatasetLayoutError, match="skelrecall-data synthesize synthetic_2d"):
         run(cfg)
-    assert not (tmp_path / "runs").exists()  # nothing written, no training time spent
+    run_dir = Path(cfg.run_dir)
+    assert not (run_dir / "checkpoints").exists()  # no training time spent
     proc = _train_cli(tmp_path, "profile=smoke", "logger=none")
-    assert proc.returncode != 0 and "skelrecall-data synthesize synthetic_2d" in proc.stderr
+    assert proc.returncode == 1 and "skelrecall-data synthesize synthetic_2d" in proc.stderr
+    failed = json.loads((run_dir / "failed").read_text())  # the failure is visible to reports
+    assert "skelrecall-data synthesize synthetic_2d" in failed["error"] and failed["overrides"] == ["profile=smoke", "logger=none"]
+    assert (run_dir / "config.yaml").exists()
+
+
+def test_missing_real_dataset_names_convert_command_and_stand_in(tmp_path):
+    proc = _train_cli(tmp_path, "experiment=nnunet_drive", "profile=smoke", "logger=none")
+    assert proc.returncode == 1
+    assert "skelrecall-data convert drive --raw" in proc.stderr and "dataset=synthetic_drive" in proc.stderr
 
 
 def test_3d_multiclass_run(tmp_path):

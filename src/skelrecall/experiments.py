@@ -1,27 +1,52 @@
 """The reproduction plan: which runs make each paper table and figure (``experiments/tables.yaml``).
 
 A *group* is one Hydra multirun: one experiment config (the paper's recipe for one dataset and
-backbone) with a list of losses, seeds and folds, on the real dataset or its synthetic stand-in.
-:func:`plan` turns the spec and a profile into groups; :func:`expected_runs` lists the runs a
-group must produce, so that a report can show missing and failed runs instead of dropping them.
+backbone) with a list of losses, seeds and folds, on the real dataset or its synthetic stand-in (the
+real dataset config's ``stand_in``). Every planned run is composed with Hydra's compose API from the
+same overrides that ``skelrecall-train`` receives, so the plan knows each run's resolved config, run
+folder and identity hash (``skelrecall.runs.config_hash``): :func:`run_state` tells finished runs
+from stale ones (finished with another config) and runs still to do.
 """
 
 from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from skelrecall.train import CONFIG_DIR
+from skelrecall.paths import CONFIG_DIR, SPEC_PATH
+from skelrecall.runs import RunDir, config_diff, config_hash
 
-SPEC_PATH = CONFIG_DIR.parent / "experiments" / "tables.yaml"
+RUN_KEYS = ("experiment", "dataset", "loss", "w", "seed", "fold")
 
 
 class SpecError(ValueError):
     """``tables.yaml`` names something that does not exist."""
+
+
+@lru_cache(maxsize=4096)
+def _compose(overrides: tuple[str, ...]) -> dict[str, Any]:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def compose_config(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The resolved ``train`` config for command-line ``overrides`` (Hydra's own ``hydra.*`` ones are
+    left out: they choose launchers and folders, not the run)."""
+    kept = tuple(o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/")))
+    return _compose(kept)
+
+
+def available(kind: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
 
 
 @dataclass(frozen=True)
@@ -45,32 +70,42 @@ class Group:
             out.append("loss.w=" + ",".join(str(float(w)) for w in self.w_values))  # 1.0, not 1: names the run folder
         return out
 
+    def loss_weight(self, loss: str) -> float:
+        """The w that ``loss`` gets in this group's experiment (its config's own)."""
+        return float(compose_config((f"experiment={self.experiment}", f"dataset={self.dataset}", f"loss={loss}"))
+                     ["loss"]["w"])
+
     def runs(self) -> list[dict[str, Any]]:
-        """Every (loss, w, seed, fold) this group produces."""
+        """Every (experiment, dataset, loss, w, seed, fold) this group produces."""
         return [{"experiment": self.experiment, "dataset": self.dataset, "loss": loss, "w": w, "seed": s, "fold": f}
-                for loss in self.losses for w in (self.w_values or (loss_weight(loss),))
+                for loss in self.losses for w in (self.w_values or (self.loss_weight(loss),))
                 for s in self.seeds for f in self.folds]
 
 
-def _yaml(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+def run_overrides(run: dict[str, Any]) -> list[str]:
+    """The single-run overrides of ``run`` (one entry of ``Group.runs()``)."""
+    return [f"experiment={run['experiment']}", f"dataset={run['dataset']}", f"loss={run['loss']}",
+            f"loss.w={float(run['w'])}", f"seed={run['seed']}", f"fold={run['fold']}"]
 
 
-def loss_weight(loss: str) -> float:
-    """The w of ``configs/loss/<loss>.yaml``."""
-    return float(_yaml(CONFIG_DIR / "loss" / f"{loss}.yaml")["w"])
+def planned_config(run: dict[str, Any], profile: str, extra: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The resolved config ``skelrecall-train`` runs for ``run`` under ``profile`` and ``extra`` overrides."""
+    return compose_config((*run_overrides(run), f"profile={profile}", *extra))
 
 
-def dataset_config(name: str) -> dict[str, Any]:
-    return _yaml(CONFIG_DIR / "dataset" / f"{name}.yaml")
-
-
-def experiment_dataset(experiment: str) -> str:
-    """The dataset an experiment config selects (its ``override /dataset: <name>``)."""
-    for entry in _yaml(CONFIG_DIR / "experiment" / f"{experiment}.yaml").get("defaults", []):
-        if isinstance(entry, dict) and "override /dataset" in entry:
-            return entry["override /dataset"]
-    raise SpecError(f"configs/experiment/{experiment}.yaml selects no dataset (`override /dataset: ...`)")
+def run_state(config: dict[str, Any]) -> tuple[str, list[tuple[str, Any, Any]]]:
+    """(state, differences) of the planned run ``config``: ``finished`` (done with this config),
+    ``stale`` (a finished or started run of another config is in its folder; differences listed),
+    ``running`` or ``todo``."""
+    run = RunDir(config["run_dir"])
+    if run.is_locked():
+        return "running", []
+    if not run.has_progress():
+        return "todo", []
+    stored = run.config()
+    if stored is None or run.stored_hash() != config_hash(config):
+        return "stale", config_diff(stored or {}, config)
+    return ("finished" if run.is_done() else "todo"), []
 
 
 def paper_rows(spec: dict[str, Any], table: str) -> list[dict[str, str]]:
@@ -80,23 +115,20 @@ def paper_rows(spec: dict[str, Any], table: str) -> list[dict[str, str]]:
 
 
 def load_spec(path: str | Path = SPEC_PATH) -> dict[str, Any]:
-    """Read and check ``tables.yaml``: every named experiment, loss, dataset and paper file exists."""
+    """Read and check ``tables.yaml``: every named experiment, loss and paper file exists."""
     path = Path(path)
-    spec = _yaml(path)
+    spec = yaml.safe_load(path.read_text())
     problems = []
 
     def need(kind: str, name: str, where: str) -> None:
         if not (CONFIG_DIR / kind / f"{name}.yaml").exists():
-            available = ", ".join(sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml")))
-            problems.append(f"{where}: no configs/{kind}/{name}.yaml (available: {available})")
+            problems.append(f"{where}: no configs/{kind}/{name}.yaml (available: {', '.join(available(kind))})")
 
-    for key in ("profiles", "stand_ins", "tables"):
+    for key in ("profiles", "tables"):
         if key not in spec:
             problems.append(f"missing top-level key {key!r}")
     if problems:
         raise SpecError(f"{path}: " + "; ".join(problems))
-    for name, stand_in in spec["stand_ins"].items():
-        need("dataset", stand_in, f"stand_ins.{name}")
     for table, tspec in spec["tables"].items():
         csv_path = path.parent / tspec["paper"]
         if not csv_path.exists():
@@ -126,16 +158,28 @@ def profile_spec(spec: dict[str, Any], profile: str) -> dict[str, Any]:
     return spec["profiles"][profile]
 
 
-def trained_dataset(spec: dict[str, Any], profile: str, paper_dataset: str, experiment: str) -> str:
-    """The dataset config a profile trains for ``paper_dataset``: the real one or its stand-in."""
-    if profile_spec(spec, profile)["data"] == "synthetic":
-        return spec["stand_ins"][paper_dataset]
-    return experiment_dataset(experiment)
+def synthetic(spec: dict[str, Any], profile: str) -> bool:
+    return profile_spec(spec, profile)["data"] == "synthetic"
 
 
-def _folds(spec: dict[str, Any], profile: str, dataset: str) -> tuple[int, ...]:
+def trained_dataset(spec: dict[str, Any], profile: str, experiment: str) -> str:
+    """The dataset config a profile trains for ``experiment``: its real dataset, or that one's ``stand_in``."""
+    dataset = compose_config((f"experiment={experiment}",))["dataset"]
+    if not synthetic(spec, profile):
+        return dataset["name"]
+    if not dataset.get("stand_in"):
+        raise SpecError(f"configs/dataset/{dataset['name']}.yaml has no stand_in (needed by profile {profile!r})")
+    return dataset["stand_in"]
+
+
+def dataset_config(experiment: str, dataset: str) -> dict[str, Any]:
+    """The resolved ``dataset`` config as ``experiment`` trains it."""
+    return compose_config((f"experiment={experiment}", f"dataset={dataset}"))["dataset"]
+
+
+def _folds(spec: dict[str, Any], profile: str, experiment: str, dataset: str) -> tuple[int, ...]:
     """Validation folds: the profile's folds on cross-validated datasets, fold 0 otherwise."""
-    if dataset_config(dataset)["evaluation"] == "cross_validation":
+    if dataset_config(experiment, dataset)["evaluation"] == "cross_validation":
         return tuple(profile_spec(spec, profile)["folds"])
     return (0,)
 
@@ -148,21 +192,22 @@ def table_groups(spec: dict[str, Any], profile: str, table: str) -> list[Group]:
         losses.setdefault(row["dataset"], []).append(row["loss"])
     groups = []
     for paper_dataset, experiment in spec["tables"][table]["experiments"].items():
-        dataset = trained_dataset(spec, profile, paper_dataset, experiment)
+        dataset = trained_dataset(spec, profile, experiment)
         groups.append(Group(name=f"{table}/{paper_dataset}", experiment=experiment, paper_dataset=paper_dataset,
                             dataset=dataset, losses=tuple(losses[paper_dataset]), seeds=tuple(prof["seeds"]),
-                            folds=_folds(spec, profile, dataset)))
+                            folds=_folds(spec, profile, experiment, dataset)))
     return groups
 
 
 def w_sweep_group(spec: dict[str, Any], profile: str) -> Group | None:
     sweep = spec.get("figures", {}).get("w_sweep")
-    if not sweep:
+    if not sweep or profile not in sweep["seeds"]:
         return None
-    dataset = trained_dataset(spec, profile, sweep["dataset"], sweep["experiment"])
+    dataset = trained_dataset(spec, profile, sweep["experiment"])
     return Group(name="w_sweep", experiment=sweep["experiment"], paper_dataset=sweep["dataset"], dataset=dataset,
                  losses=tuple(sweep["losses"]), seeds=tuple(sweep["seeds"][profile]),
-                 folds=_folds(spec, profile, dataset)[:1], w_values=tuple(float(w) for w in sweep["w"]))
+                 folds=_folds(spec, profile, sweep["experiment"], dataset)[:1],
+                 w_values=tuple(float(w) for w in sweep["w"]))
 
 
 def plan(spec: dict[str, Any], profile: str, only: list[str] | None = None) -> list[Group]:

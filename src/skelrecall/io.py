@@ -13,6 +13,7 @@ interrupted write never leaves a file that looks complete.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -75,8 +76,18 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
         raise ImageReadError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
-def atomic_write(path: str | os.PathLike, writer) -> Path:
-    """Call ``writer(tmp_path)`` and rename the result to ``path`` only once it is complete."""
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary file of :func:`atomic_write` (``.<name>.<random>.tmp<ending>``)."""
+    name = Path(path).name
+    return name.startswith(".") and ".tmp" in name
+
+
+def atomic_write(path: str | os.PathLike, writer, *, fsync: bool = False) -> Path:
+    """Call ``writer(tmp_path)`` and rename the result to ``path`` only once it is complete.
+
+    The temporary file lies in the same folder (so the rename is atomic); ``fsync=True`` also
+    flushes file and folder to disk, so a power cut cannot leave a renamed but empty file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ending = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
@@ -85,11 +96,46 @@ def atomic_write(path: str | os.PathLike, writer) -> Path:
     try:
         writer(Path(tmp))
         os.chmod(tmp, _file_mode())
+        if fsync:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if fsync:
+            _fsync(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JSONFileError(ValueError):
+    """A JSON file is missing, malformed, or lacks a required field; the message names file and place."""
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Parse ``path``; errors name the file, and for syntax errors the line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise JSONFileError(f"{path}: {what} cannot be read ({exc.strerror or exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JSONFileError(f"{path}: {what} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+                            f"column {exc.colno}") from None
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, meta: dict[str, Any] | None = None) -> Path:

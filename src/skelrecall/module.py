@@ -59,6 +59,9 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         outputs = self.model(batch["image"])
         total, parts = self.loss(outputs, batch["label"], batch.get("skeleton"))
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"training loss is {total.item()} at step {self.global_step} (epoch "
+                                     f"{self.current_epoch}); lower the learning rate or loss.w, or check the data")
         bs = batch["image"].shape[0]
         self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
         self.log("train/generic", parts["generic"], on_step=False, on_epoch=True, batch_size=bs)

@@ -11,15 +11,14 @@ silently dropped. Runs of different profiles are never mixed in one table.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-
 from skelrecall.io import atomic_write
+from skelrecall.paths import REPO_DIR, SPEC_PATH
+from skelrecall.runs import RunDir
 
 METRICS = {  # column -> (summary key, scale, heading)
     "dice": ("dice", 100.0, "Dice (%)"),
@@ -34,30 +33,56 @@ class ReportError(RuntimeError):
     """Nothing to report, or runs that cannot be put in one table."""
 
 
+def run_row(run: RunDir) -> dict[str, Any]:
+    """A run folder as one table row: its keys, status, identity hash, commits and headline metrics."""
+    cfg = run.config()
+    row: dict[str, Any] = {
+        "run_dir": str(run.path), "experiment": cfg.get("experiment_name"), "dataset": cfg["dataset"]["name"],
+        "backbone": cfg["backbone"]["name"], "loss": cfg["loss"]["name"], "w": float(cfg["loss"]["w"]),
+        "seed": cfg["seed"], "fold": cfg["fold"], "profile": cfg["profile"]["name"], "status": run.status(),
+        "config_hash": run.stored_hash(), "git": " ".join(run.git_commits()),
+    }
+    if row["status"] == "done":
+        summary = run.summary()
+        row["n_cases"] = summary["n_cases"]
+        for column, (key, scale, _) in METRICS.items():
+            value = summary["headline"].get(key, {}).get("mean")
+            row[column] = math.nan if value is None else value * scale
+    return row
+
+
 def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per run folder below ``runs_dir`` (finished or failed), with its headline metrics."""
+    """One row per run folder below ``runs_dir`` (any status; see ``run_row``)."""
+    return pd.DataFrame([run_row(run) for run in RunDir.find(runs_dir)])
+
+
+def planned_runs(spec: dict[str, Any], profile: str, runs_root: str | Path, overrides: list[str] = ()) -> pd.DataFrame:
+    """One row per run the plan expects for ``profile`` (see ``run_row``). A folder holding a run of
+    another config gets status ``stale`` (its values are not used); one without a run ``missing``."""
+    from skelrecall.experiments import plan, planned_config, run_state
+
     rows = []
-    for config_path in sorted(Path(runs_dir).rglob("config.yaml")):
-        run_dir = config_path.parent
-        if not (run_dir / "environment.json").exists():  # Hydra's .hydra/, W&B's files/: not run folders
-            continue
-        cfg = yaml.safe_load(config_path.read_text())
-        row: dict[str, Any] = {
-            "run_dir": str(run_dir), "experiment": cfg.get("experiment_name"), "dataset": cfg["dataset"]["name"], "backbone": cfg["backbone"]["name"],
-            "loss": cfg["loss"]["name"], "w": float(cfg["loss"]["w"]), "seed": cfg["seed"], "fold": cfg["fold"],
-            "profile": cfg["profile"]["name"], "status": "running or interrupted",
-        }
-        if (run_dir / "done").exists() and (run_dir / "summary.json").exists():
-            summary = json.loads((run_dir / "summary.json").read_text())
-            row["status"] = "done"
-            row["n_cases"] = summary["n_cases"]
-            for column, (key, scale, _) in METRICS.items():
-                value = summary["headline"].get(key, {}).get("mean")
-                row[column] = math.nan if value is None else value * scale
-        elif (run_dir / "failed").exists():
-            row["status"] = "failed"
-        rows.append(row)
-    return pd.DataFrame(rows)
+    for group in plan(spec, profile):
+        for run in group.runs():
+            config = planned_config(run, profile, [f"paths.runs={runs_root}", *overrides])
+            folder = RunDir(config["run_dir"])
+            state, _ = run_state(config)
+            row = run_row(folder) if folder.config() is not None else {"run_dir": str(folder.path), "status": "missing"}
+            row.update(run)  # the plan's keys (also for missing folders)
+            row["profile"], row["backbone"] = profile, config["backbone"]["name"]
+            if state == "stale":
+                row["status"] = "stale"
+            rows.append(row)
+    return pd.DataFrame(rows).drop_duplicates("run_dir")  # the w sweep shares runs with the tables
+
+
+def commits_line(runs: pd.DataFrame) -> str:
+    """``git abc1234 (90 runs), def5678+dirty (6 runs)``: the code the finished runs were trained with."""
+    done = runs[runs["status"] == "done"] if not runs.empty else runs
+    if done.empty:
+        return "no finished runs"
+    counts = done["git"].fillna("unknown").value_counts()
+    return "git " + ", ".join(f"{commit} ({n} run{'s' * (n != 1)})" for commit, n in counts.items())
 
 
 def _cell(values: pd.Series, digits: int) -> str:
@@ -123,50 +148,50 @@ def make_report(runs_dir: str | Path, out_dir: str | Path, name: str, title: str
     return out_dir / f"{name}.md"
 
 
-def _header(spec: dict[str, Any], profile: str, runs_dir: Path, n_runs: int) -> list[str]:
-    """What a table was made from: profile, data (synthetic or real), seeds, folds, command, commit."""
-    from skelrecall.experiments import profile_spec
-    from skelrecall.train import environment_info
+def _header(spec: dict[str, Any], profile: str, runs_dir: Path, runs: pd.DataFrame) -> list[str]:
+    """What a table was made from: profile, data (synthetic or real), seeds, folds, command, the runs' commits."""
+    from skelrecall.experiments import plan, profile_spec
 
     prof = profile_spec(spec, profile)
     if prof["data"] == "synthetic":
-        stand_ins = ", ".join(f"{k} -> `{v}`" for k, v in spec["stand_ins"].items())
+        pairs = {g.paper_dataset: g.dataset for g in plan(spec, profile)}
+        stand_ins = ", ".join(f"{k} -> `{v}`" for k, v in pairs.items())
         data = (f"**Synthetic data, {profile} scale.** Every paper dataset is replaced by its synthetic stand-in "
                 f"({stand_ins}; no download): our numbers test the pipeline and compare the losses with each other, "
                 "they are not comparable in absolute value with the paper's, which come from the real datasets.")
     else:
         data = f"**Real (converted) datasets, {profile} profile.**"
-    commit = environment_info()["git_commit"] or "unknown"
     return [data, "",
             f"Seeds {prof['seeds']}; folds {prof['folds']} on cross-validated datasets (fold 0 otherwise). "
-            f"Generated by `skelrecall-report --profile {profile}` from {n_runs} run folders below `{runs_dir}` "
-            f"(git {commit[:10]}). Ours: mean over evaluated cases per run, then mean +- sample standard "
+            f"Generated by `skelrecall-report --profile {profile}` from {len(runs)} run folders below `{runs_dir}`, "
+            f"trained at {commits_line(runs)}. Ours: mean over evaluated cases per run, then mean +- sample standard "
             "deviation over runs (seeds x folds); paper: the published value; diff: ours - paper. Dice and clDice "
             "in percent; beta0/beta1 errors are mean absolute errors per image/volume on whole images "
             "(reports/README.md). Bold: best per dataset and column (ours among the losses, and the paper's). "
             "runs: finished/expected (missing or failed runs are counted, never dropped)."]
 
 
-def make_paper_report(profile: str, runs_root: str | Path = "runs", out_root: str | Path = "reports",
-                      only: list[str] | None = None, spec_path: str | Path | None = None) -> list[Path]:
+def make_paper_report(profile: str, runs_root: str | Path = "runs", out_root: str | Path | None = None,
+                      only: list[str] | None = None, spec_path: str | Path | None = None,
+                      overrides: list[str] = ()) -> list[Path]:
     """Tables 2/3 (``<out_root>/tables/<table>.{md,csv,tex}`` + ``<table>_tests.csv``) and figures
-    (``<out_root>/figures/``) from the runs of ``profile`` planned in experiments/tables.yaml."""
-    from skelrecall.experiments import SPEC_PATH, load_spec, plan
+    (``<out_root>/figures/``; default ``out_root``: ``reports/<profile>``) from the runs of ``profile``
+    planned in experiments/tables.yaml (composed with ``overrides``, as ``skelrecall-reproduce`` ran them)."""
+    from skelrecall.experiments import load_spec
     from skelrecall.tables import build_table, to_latex, to_markdown
 
     spec = load_spec(spec_path or SPEC_PATH)
-    runs_dir = Path(runs_root) / profile
-    groups = plan(spec, profile)
-    runs = collect_runs(runs_dir) if runs_dir.exists() else pd.DataFrame()
-    if not runs.empty:  # only the planned configurations: never another profile's or dataset kind's runs
-        planned = {(g.experiment, g.dataset) for g in groups}
-        runs = runs[[(e, d) in planned for e, d in zip(runs["experiment"], runs["dataset"])]]
-    if runs.empty or not (runs["status"] == "done").any():
-        raise ReportError(f"no finished runs of profile {profile!r} below {runs_dir} (a finished run has a 'done' "
-                          f"marker); nothing to report. Run `make reproduce PROFILE={profile}` first.")
-    header = _header(spec, profile, runs_dir, len(runs))
+    out_root = Path(out_root) if out_root is not None else Path("reports") / profile
+    runs = planned_runs(spec, profile, runs_root, list(overrides))
+    if not (runs["status"] == "done").any():
+        stale = int((runs["status"] == "stale").sum())
+        raise ReportError(f"no finished runs of profile {profile!r} below {Path(runs_root) / profile} "
+                          + (f"({stale} made with another config) " if stale else "")
+                          + f"(a finished run has a 'done' marker); nothing to report. Run `make reproduce "
+                          f"PROFILE={profile}` first.")
+    header = _header(spec, profile, Path(runs_root) / profile, runs)
     written = []
-    tables_dir, figures_dir = Path(out_root) / "tables", Path(out_root) / "figures"
+    tables_dir, figures_dir = out_root / "tables", out_root / "figures"
     for table, tspec in spec["tables"].items():
         if only and table not in only:
             continue
@@ -217,11 +242,7 @@ def make_figures(spec: dict[str, Any], profile: str, runs: pd.DataFrame, out: Pa
     skel = spec.get("figures", {}).get("skeletons")
     if skel and not only:
         made += _skeleton_figure(spec, profile, skel["dataset"], runs, out, notes)
-    bench = Path(out).parent / "bench" / "losses.csv"  # beside the tables, else the repository's (make bench)
-    if not bench.exists():
-        from skelrecall.experiments import CONFIG_DIR
-
-        bench = CONFIG_DIR.parent / "reports" / "bench" / "losses.csv"
+    bench = REPO_DIR / "reports" / "bench" / "losses.csv"  # written by `make bench`
     if not only:
         if bench.exists():
             made.append(figures.overhead_vs_classes(bench, out / "overhead_vs_classes.png"))
@@ -236,17 +257,17 @@ def _skeleton_figure(spec, profile, paper_dataset, runs, out: Path, notes: list[
     """Fig. 3 on the first training label of the dataset the profile trains for ``paper_dataset``."""
     from skelrecall import figures
     from skelrecall.data.layout import DatasetLayout
-    from skelrecall.experiments import dataset_config, trained_dataset
+    from skelrecall.experiments import trained_dataset
     from skelrecall.io import read_image
 
     experiment = next(t["experiments"][paper_dataset] for t in spec["tables"].values() if paper_dataset in t["experiments"])
-    name = trained_dataset(spec, profile, paper_dataset, experiment)
+    name = trained_dataset(spec, profile, experiment)
     done = runs[(runs["status"] == "done") & (runs["dataset"] == name)]
     if done.empty:
         notes.append(f"skeletons.png skipped: no finished run on {name} to locate its data")
         return []
-    cfg = yaml.safe_load((Path(done["run_dir"].iloc[0]) / "config.yaml").read_text())
-    layout = DatasetLayout.open(Path(cfg["paths"]["nnunet_raw"]) / dataset_config(name)["folder"])
+    cfg = RunDir(done["run_dir"].iloc[0]).config()
+    layout = DatasetLayout.open(Path(cfg["paths"]["nnunet_raw"]) / cfg["dataset"]["folder"])
     label, _ = read_image(layout.label_file(layout.cases("Tr")[0], "Tr"))
     return [figures.skeleton_comparison(label, out / "skeletons.png")]
 
@@ -255,9 +276,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="skelrecall-report", description=__doc__.split("\n")[0],
                                      epilog="--profile: the paper's tables and figures (experiments/tables.yaml); "
                                             "without it: one summary table of any runs folder (--runs, --name).")
-    parser.add_argument("--profile", help="smoke | cpu | paper: write reports/tables/table2.*, table3.* and reports/figures/*")
+    parser.add_argument("--profile", help="a profile of experiments/tables.yaml (smoke, cpu, cpu_real, paper): write "
+                                          "reports/<profile>/tables/table2.*, table3.* and reports/<profile>/figures/*")
     parser.add_argument("--runs", default="runs", help="runs root (--profile: its <profile>/ subfolder is read; default: runs)")
-    parser.add_argument("--out", help="output folder (default: reports with --profile, else reports/tables)")
+    parser.add_argument("--out", help="output folder (default: reports/<profile> with --profile, else reports/tables)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --profile: a config override the runs were trained with (as given to "
+                             "skelrecall-reproduce), so that the plan's configs match theirs; repeatable")
     parser.add_argument("--only", help="with --profile: comma-separated tables/figures, e.g. table2,w_sweep")
     parser.add_argument("--tables", help="with --profile: the plan (default: experiments/tables.yaml)")
     parser.add_argument("--name", default="results", help="without --profile: table file name without ending")
@@ -266,8 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.profile:
-            paths = make_paper_report(args.profile, args.runs, args.out or "reports",
-                                      args.only.split(",") if args.only else None, args.tables)
+            paths = make_paper_report(args.profile, args.runs, args.out,
+                                      args.only.split(",") if args.only else None, args.tables, args.override)
         else:
             paths = [make_report(args.runs, args.out or "reports/tables", args.name, args.title)]
     except ReportError as exc:

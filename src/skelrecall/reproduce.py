@@ -16,32 +16,31 @@ report; the command then exits with status 1 after the report is written.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from skelrecall.experiments import (CONFIG_DIR, SPEC_PATH, Group, SpecError, dataset_config, load_spec, plan,
-                                    profile_spec)
-
-RUN_KEYS = ["experiment", "dataset", "loss", "w", "seed", "fold"]
-
-
-def finished(runs_dir: Path) -> set[tuple]:
-    """(experiment, dataset, loss, w, seed, fold) of every finished run below ``runs_dir``."""
-    from skelrecall.report import collect_runs
-
-    runs = collect_runs(runs_dir) if runs_dir.exists() else None
-    if runs is None or runs.empty:
-        return set()
-    done = runs[runs["status"] == "done"]
-    return {tuple(r) for r in done[RUN_KEYS].itertuples(index=False)}
+from skelrecall.experiments import (Group, SpecError, dataset_config, load_spec, plan, planned_config,
+                                    profile_spec, run_state, synthetic)
+from skelrecall.paths import REPO_DIR, SPEC_PATH, work_root
+from skelrecall.runs import RunDir
 
 
 def _key(run: dict) -> tuple:
-    return tuple(float(run[k]) if k == "w" else run[k] for k in RUN_KEYS)
+    return tuple(float(run[k]) if k == "w" else run[k] for k in ("experiment", "dataset", "loss", "w", "seed", "fold"))
+
+
+def states(groups: list[Group], profile: str, extra: list[str]) -> dict[tuple, tuple[str, dict, list]]:
+    """run key -> (state, planned config, differences) for every planned run (see ``run_state``)."""
+    out = {}
+    for group in groups:
+        for run in group.runs():
+            config = planned_config(run, profile, extra)
+            state, diff = run_state(config)
+            out[_key(run)] = (state, config, diff)
+    return out
 
 
 def command(group: Group, profile: str, launcher: str | None, extra: list[str]) -> list[str]:
@@ -52,23 +51,30 @@ def command(group: Group, profile: str, launcher: str | None, extra: list[str]) 
     return cmd + extra
 
 
-def missing_datasets(groups: list[Group], data_root: Path) -> list[str]:
-    """Dataset configs of ``groups`` whose converted folder does not exist."""
-    return [name for name in dict.fromkeys(g.dataset for g in groups)
-            if not (data_root / dataset_config(name)["folder"] / "dataset.json").exists()]
+def missing_datasets(groups: list[Group], data_root: Path) -> dict[str, dict]:
+    """Dataset configs (name -> resolved config) of ``groups`` whose converted folder does not exist."""
+    missing = {}
+    for g in groups:
+        cfg = dataset_config(g.experiment, g.dataset)
+        if not (data_root / cfg["folder"] / "dataset.json").exists():
+            missing[g.dataset] = cfg
+    return missing
 
 
-def prepare_data(groups: list[Group], data_root: Path, synthetic: bool) -> None:
-    """Synthesize missing stand-ins; for real data, stop with the commands that convert them."""
+def prepare_data(groups: list[Group], data_root: Path, synthetic_data: bool) -> list[Group]:
+    """Synthesize missing stand-ins; real datasets that are not converted are left out (the report lists
+    them as not available) with the command that converts them. Returns the groups that can run."""
     missing = missing_datasets(groups, data_root)
-    if missing and not synthetic:
-        raise SystemExit("error: these datasets are not converted yet (see data/README.md):\n  "
-                         + "\n  ".join(dataset_config(n)["create"] for n in missing))
+    if missing and not synthetic_data:
+        print("[reproduce] not converted on this machine, left out (the tables say 'not available'):\n  "
+              + "\n  ".join(f"{name}: {cfg['create']}" for name, cfg in missing.items()), flush=True)
+        return [g for g in groups if g.dataset not in missing]
     from skelrecall.data.synthetic import get_generator
 
-    for name in missing:
+    for name, cfg in missing.items():
         print(f"[reproduce] synthesizing {name}", flush=True)
-        get_generator(name)(data_root / dataset_config(name)["folder"], seed=0)
+        get_generator(name)(data_root / cfg["folder"], seed=0)
+    return groups
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="report folder (default: reports)")
     parser.add_argument("--no-report", action="store_true", help="only train")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and the number of runs, run nothing")
+    parser.add_argument("--retrain-stale", action="store_true",
+                        help="delete planned runs that were made with another config and train them again")
     args, extra = parser.parse_known_args(argv)
 
     try:
@@ -93,35 +101,53 @@ def main(argv: list[str] | None = None) -> int:
         groups = plan(spec, args.profile, args.only.split(",") if args.only else None)
     except SpecError as exc:
         raise SystemExit(f"error: {exc}") from None
-    root = Path(os.environ.get("SKELRECALL_ROOT", "."))
+    root = work_root()
     runs_root = args.runs or root / "runs"
     data_root = args.data or root / "data" / "nnUNet_raw"
     launcher = args.launcher or prof.get("launcher")
     extra = [f"paths.runs={runs_root}", f"paths.nnunet_raw={data_root}", *extra]
 
-    total = {_key(r) for g in groups for r in g.runs()}
-    done = finished(runs_root / args.profile)  # rescanned after each multirun, not per run
-    print(f"[reproduce] profile {args.profile} ({prof['data']} data): {len(groups)} multiruns, {len(total)} runs, "
-          f"{len(done & total)} already finished; launcher {launcher or 'basic'}", flush=True)
+    planned = states(groups, args.profile, extra)
+    count = {s: sum(1 for st, _, _ in planned.values() if st == s) for s in ("finished", "stale", "running", "todo")}
+    print(f"[reproduce] profile {args.profile} ({prof['data']} data): {len(groups)} multiruns, {len(planned)} runs: "
+          f"{count['finished']} finished, {count['todo']} to do, {count['stale']} stale, {count['running']} running; "
+          f"launcher {launcher or 'basic'}", flush=True)
+    stale = {k: v for k, v in planned.items() if v[0] == "stale"}
+    if stale:
+        lines = []
+        for state, config, diff in list(stale.values())[:10]:
+            keys = ", ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in diff[:4]) + (" ..." if len(diff) > 4 else "")
+            lines.append(f"  {config['run_dir']}: {keys}")
+        msg = (f"{len(stale)} planned runs were made with another config (the folder's results would not match "
+               "the plan):\n" + "\n".join(lines) + ("\n  ..." if len(stale) > 10 else ""))
+        if not args.retrain_stale:
+            print(f"error: {msg}\nRerun with --retrain-stale to delete those runs and train them again.",
+                  file=sys.stderr)
+            return 2
+        print(f"[reproduce] {msg}\n[reproduce] --retrain-stale: deleting them", flush=True)
+        for _, config, _ in stale.values():
+            RunDir(config["run_dir"]).clear()
     if args.dry_run:
         for g in groups:
             print(f"  {g.name}: {len(g.runs())} runs\n    {shlex.join(command(g, args.profile, launcher, extra))}")
         return 0
 
-    prepare_data(groups, data_root, synthetic=prof["data"] == "synthetic")
+    runnable = prepare_data(groups, data_root, synthetic_data=synthetic(spec, args.profile))
     started, failed_groups = time.time(), []
-    for i, group in enumerate(groups, 1):
-        todo = [r for r in group.runs() if _key(r) not in done]
-        print(f"[reproduce] ({i}/{len(groups)}) {group.name}: {len(group.runs()) - len(todo)} of {len(group.runs())} "
+    for i, group in enumerate(runnable, 1):
+        todo = [r for r in group.runs() if planned[_key(r)][0] != "finished"]
+        print(f"[reproduce] ({i}/{len(runnable)}) {group.name}: {len(group.runs()) - len(todo)} of {len(group.runs())} "
               f"runs finished{'' if todo else ', skipping'}", flush=True)
         if not todo:
             continue
-        code = subprocess.call(command(group, args.profile, launcher, extra), cwd=CONFIG_DIR.parent)
+        code = subprocess.call(command(group, args.profile, launcher, extra), cwd=REPO_DIR)
         if code != 0:
             failed_groups.append(group.name)
-        done = finished(runs_root / args.profile)
-        elapsed = time.time() - started
-        print(f"[reproduce] {len(done & total)}/{len(total)} runs finished; {elapsed / 60:.1f} min elapsed"
+        for run in group.runs():
+            key = _key(run)
+            planned[key] = (run_state(planned[key][1])[0], *planned[key][1:])
+        finished = sum(1 for st, _, _ in planned.values() if st == "finished")
+        print(f"[reproduce] {finished}/{len(planned)} runs finished; {(time.time() - started) / 60:.1f} min elapsed"
               + (f"; {group.name} had failures (exit {code})" if code else ""), flush=True)
 
     status = 0
@@ -135,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         wandb = not any(a.startswith("logger=") and a != "logger=wandb" for a in extra)  # as the runs
         report_main(["--profile", args.profile, "--runs", str(runs_root), "--tables", str(args.tables),
                      *(["--wandb"] if wandb else []), *(["--out", str(args.out)] if args.out else []),
-                     *(["--only", args.only] if args.only else [])])
+                     *(["--only", args.only] if args.only else []), *extra_report_args(extra)])
     return status
+
+
+def extra_report_args(extra: list[str]) -> list[str]:
+    """The config overrides the report must compose the plan with (those that reach the runs' configs)."""
+    return [f"--override={o}" for o in extra if not o.startswith(("paths.runs=", "hydra"))]
 
 
 def cli() -> None:

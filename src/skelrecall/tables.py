@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from skelrecall.experiments import loss_weight, paper_rows, table_groups
+from skelrecall.experiments import paper_rows, table_groups
 from skelrecall.stats import paired_comparison
 
 METRICS = {  # column -> (heading, scale of our per-case values, higher is better, digits)
@@ -58,7 +58,7 @@ def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFra
     rows, tests = [], []
     for paper in paper_rows(spec, table):
         group, loss = groups[paper["dataset"]], paper["loss"]
-        w = loss_weight(loss)
+        w = group.loss_weight(loss)
         expected = len(group.seeds) * len(group.folds)
         mine = runs[(runs["experiment"] == group.experiment) & (runs["dataset"] == group.dataset)
                     & (runs["loss"] == loss) & (runs["w"] == w)] if not runs.empty else runs
@@ -66,6 +66,7 @@ def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFra
         row: dict[str, Any] = {"dataset": paper["dataset"], "trained_on": group.dataset, "experiment": group.experiment,
                                "loss": loss, "w": w, "runs": len(done), "expected": expected,
                                "failed": int((mine["status"] == "failed").sum()) if not mine.empty else 0,
+                               "stale": int((mine["status"] == "stale").sum()) if not mine.empty else 0,
                                "paper_note": paper["evaluation"]}
         for metric in METRICS:
             values = done[metric].dropna() if len(done) else pd.Series(dtype=float)
@@ -129,8 +130,9 @@ def _cells(rows: pd.DataFrame, bold: str) -> list[dict[str, str]]:
                 diff = r[f"{m}_diff"]
                 cells[f"{m}_diff"] = "" if math.isnan(diff) else f"{diff:+.{digits}f}"
             runs = f"{r['runs']}/{r['expected']}"
-            if r["failed"]:
-                runs += f" ({r['failed']} failed)"
+            notes = [f"{r[k]} {k}" for k in ("failed", "stale") if r.get(k)]
+            if notes:
+                runs += f" ({', '.join(notes)})"
             cells["runs"] = runs
             out.append(cells)
     return out

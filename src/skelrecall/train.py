@@ -1,77 +1,60 @@
-"""``skelrecall-train``: Hydra entry point: check inputs, fit, predict the test cases, evaluate.
+"""``skelrecall-train``: Hydra entry point: check inputs, fit, predict the evaluation cases, evaluate.
 
-Run folder (``run_dir``)::
+The run folder (``cfg.run_dir``) and its rules (identity hash, status markers, lock, checkpoints)
+belong to :class:`skelrecall.runs.RunDir`. A run:
 
-    runs/<profile>/<experiment>/<dataset>/<backbone>/<loss>/w=<w>/seed=<s>/fold=<f>/
-      config.yaml         the resolved config          environment.json  git commit, versions
-      checkpoints/        last.ckpt, saved every epoch (resumed from if present)
-      csv/attempt_<k>/    metrics.csv of each (re)start     wandb/, wandb_id.txt  W&B run (offline by default)
-      predictions/        whole-image label maps of the evaluated cases
-      per_case.csv        summary.json (skelrecall.evaluate)
-      done                written last; a run folder with it is skipped (``force=true`` retrains from scratch)
-      failed              the error of a run that crashed (removed when it later succeeds)
+1. takes the folder's lock (a second command on a live run exits with code 2, naming the holder);
+2. compares its config with the folder's: a finished run of the same config is skipped, an unfinished
+   one resumes from its newest intact checkpoint, a different config is refused (exit code 2, the
+   differing keys named); ``force=true`` deletes the old run and trains from scratch;
+3. checks everything that can be wrong with the inputs (dataset folder and JSON files, every label
+   file's values, case ids, loss weight, patch size) before any training time is spent;
+4. fits, predicts the evaluation cases (into ``predictions.partial/``, moved into place when
+   complete), evaluates, and writes ``done`` last.
 
-Everything that can be wrong with the inputs (dataset folder, label map, loss, backbone, patch
-size) is checked before any training time is spent.
+Ctrl-C leaves an ``interrupted`` marker, a crash a ``failed`` marker with the traceback and the
+command-line overrides; both resume when the same command is run again.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
-import traceback
 import uuid
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from skelrecall.data.layout import DatasetLayout, DatasetLayoutError, write_json
+from skelrecall.data.layout import DatasetLayout, DatasetLayoutError
 from skelrecall.io import atomic_write, write_image
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-PACKAGES = ("torch", "lightning", "monai", "numpy", "scipy", "scikit-image", "connected-components-3d",
-            "hydra-core", "wandb", "skelrecall")
+from skelrecall.paths import CONFIG_DIR
+from skelrecall.runs import CheckpointError, RunConflictError, RunDir, rank_zero
 
 
 class ConfigError(ValueError):
     """A configuration does not fit the data or the code."""
 
 
-def environment_info() -> dict[str, Any]:
-    """Git commit, package versions and machine of this run."""
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=CONFIG_DIR.parent, capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    import torch
-
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
-            "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "command": " ".join(sys.argv)}
+def check_config(cfg: DictConfig) -> None:
+    """Values that no code path would reject before training."""
+    w = cfg.loss.w
+    if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+        raise ConfigError(f"loss.w must be a finite number >= 0; got {w!r}")
 
 
 def open_dataset(cfg: DictConfig) -> DatasetLayout:
     """The converted dataset of ``cfg.dataset``, checked against the config."""
     root = Path(cfg.paths.nnunet_raw) / cfg.dataset.folder
-    layout = DatasetLayout.open(root, hint=cfg.dataset.create)
+    hint = cfg.dataset.create
+    if cfg.dataset.get("stand_in"):
+        hint += (f"\n  or train on its synthetic stand-in (no download): add dataset={cfg.dataset.stand_in} "
+                 "to the command (after experiment=...)")
+    layout = DatasetLayout.open(root, hint=hint)
     labels = {k: v for k, v in layout.labels.items() if k != "ignore"}
     if len(labels) != cfg.dataset.num_classes:
         raise ConfigError(f"{root}/dataset.json has {len(labels)} labels {labels}, but dataset "
@@ -135,15 +118,39 @@ def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Pat
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Lightning's teardown moved it to CPU
     module.to(device)
     ending = datamodule.layout.file_ending
+    staging = out_dir.with_name(out_dir.name + ".partial")  # moved into place only when complete
+    shutil.rmtree(staging, ignore_errors=True)
     for name in tqdm(cases, desc="predicting", unit="case"):
         case = datamodule.load_cases([name], split)[0]  # one at a time: whole volumes can be large
         image = torch.from_numpy(case.image)[None].to(device)
         pred = predict_labels(module.model, image, cfg.data.patch_size, **cfg.inference).cpu().numpy()
-        write_image(out_dir / f"{case.name}{ending}", pred.astype(np.uint8), case.meta)
+        write_image(staging / f"{case.name}{ending}", pred.astype(np.uint8), case.meta)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
 
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Train, predict and evaluate one configuration; return the evaluation summary."""
+    config = OmegaConf.to_container(cfg, resolve=True)  # interpolation errors surface here
+    run_dir = RunDir(cfg.run_dir)
+    if not rank_zero():  # a further process of a distributed run: train only; rank 0 owns the folder
+        return _run(cfg, run_dir, config)
+    with run_dir.lock():
+        if cfg.force:
+            run_dir.clear()  # force: everything of the old run goes, training starts from scratch
+        elif run_dir.is_done():
+            run_dir.check_identity(config)
+            print(f"[skelrecall] {run_dir.path} is finished with this config; skipping. Pass force=true to rerun.")
+            return run_dir.summary()
+        else:
+            run_dir.check_identity(config)
+            if not run_dir.has_progress():
+                run_dir.clear()  # a run that failed before training: nothing worth keeping
+        run_dir.begin(config)
+        return _run(cfg, run_dir, config)
+
+
+def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, Any] | None:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -151,16 +158,10 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     from skelrecall.losses import build_loss
     from skelrecall.models import build_model
     from skelrecall.module import SegmentationModule
-
-    run_dir = Path(cfg.run_dir)
-    if (run_dir / "done").exists():
-        if not cfg.force:
-            print(f"[skelrecall] {run_dir} is finished (done marker); skipping. Pass force=true to rerun.")
-            return json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else None
-        (run_dir / "done").unlink()  # force: train again from scratch, not from the final checkpoint
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    from skelrecall.resume import AtomicCheckpointIO, RandomStateCallback
 
     # --- everything that can fail on the inputs, before any training -------------------------
+    check_config(cfg)
     layout = open_dataset(cfg)
     dims, num_classes = int(cfg.dataset.dims), int(cfg.dataset.num_classes)
     if cfg.get("torch_threads"):
@@ -171,32 +172,34 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
     model = build_model(cfg.backbone, dims=dims, in_channels=int(cfg.dataset.in_channels),
                         num_classes=num_classes, patch_size=list(cfg.data.patch_size))
     loss = build_loss(cfg.loss, num_classes=num_classes, dims=dims, ds_weights=getattr(model, "ds_weights", None))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", lambda tmp: tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
-    write_json(run_dir / "environment.json", environment_info())
-
     datamodule = SegmentationDataModule(
         layout, dims=dims, patch_size=list(cfg.data.patch_size), batch_size=int(cfg.data.batch_size),
         iterations_per_epoch=int(cfg.data.iterations_per_epoch), fold=int(cfg.fold),
         normalization=cfg.dataset.normalization, foreground_fraction=float(cfg.data.foreground_fraction),
         augment=bool(cfg.data.augment), num_workers=int(cfg.data.num_workers),
         max_train_cases=cfg.data.max_train_cases, max_val_cases=cfg.data.max_val_cases,
-        skeleton=getattr(loss.loss, "needs_skeleton", True), ignore_label=cfg.dataset.ignore_label,
-        seed=int(cfg.seed))
-    datamodule.setup("fit")
+        skeleton=loss.needs_skeleton, ignore_label=cfg.dataset.ignore_label, seed=int(cfg.seed))
+    datamodule.setup("fit")  # reads and checks the training and validation labels
     cases, split = evaluation_cases(cfg, layout, datamodule)
+    for case in cases:
+        layout.image_files(case, split)  # the evaluation cases' files exist ...
+    layout.check_labels(cases, split, cfg.dataset.ignore_label)  # ... and their labels hold declared values
+    resume_from = run_dir.resume_checkpoint() if rank_zero() else None
 
     module = SegmentationModule(model, loss, patch_size=cfg.data.patch_size,
                                 optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
                                 inference=OmegaConf.to_container(cfg.inference, resolve=True),
                                 num_classes=num_classes)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=1,
-                                  save_on_train_epoch_end=True)  # every epoch, whatever the validation interval
-    loggers = build_loggers(cfg, run_dir)
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(run_dir),
-                        callbacks=[checkpoints], logger=loggers or False)
+                                  save_on_train_epoch_end=True,  # every epoch, whatever the validation interval
+                                  enable_version_counter=False)
+    loggers = build_loggers(cfg, run_dir.path) if rank_zero() else []
+    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(run_dir.path),
+                        callbacks=[checkpoints, RandomStateCallback()], plugins=[AtomicCheckpointIO()],
+                        logger=loggers or False)
     try:
-        return _fit_predict_evaluate(cfg, trainer, module, datamodule, cases, split, loggers)
+        return _fit_predict_evaluate(cfg, run_dir, config, trainer, module, datamodule, cases, split, loggers,
+                                     resume_from)
     finally:
         if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
             import wandb
@@ -204,25 +207,42 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
             wandb.finish()  # else the next run of a multirun would log into this W&B run
 
 
-def _fit_predict_evaluate(cfg, trainer, module, datamodule, cases, split, loggers) -> dict[str, Any]:
-    """Fit (resuming from last.ckpt), predict ``cases`` of ``split``, evaluate, write ``done``."""
+class Interrupted(SystemExit):
+    """Training was stopped by Ctrl-C; the run resumes when the same command is run again."""
+
+
+def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamodule, cases, split, loggers,
+                          resume_from: Path | None) -> dict[str, Any] | None:
+    """Fit (resuming from ``resume_from``), predict ``cases`` of ``split``, evaluate, write ``done``."""
+    import signal
+
     from skelrecall.evaluate import evaluate_folder, headline_rows
 
-    run_dir, layout = Path(cfg.run_dir), datamodule.layout
-    last = run_dir / "checkpoints" / "last.ckpt"
+    layout = datamodule.layout
     started = time.time()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into a graceful stop and SystemExit(1)
+            raise Interrupted(130) from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C after the first
     train_seconds = time.time() - started
     if trainer.interrupted or trainer.current_epoch < trainer.max_epochs:
         raise RuntimeError(f"training stopped at epoch {trainer.current_epoch} of {trainer.max_epochs}; "
                            "rerun the same command to resume from checkpoints/last.ckpt")
+    if not rank_zero():
+        return None
 
     # --- whole-image prediction and evaluation -------------------------------------------------
     pred_dir = run_dir / "predictions"
     predict_cases(module, datamodule, cases, split, pred_dir, cfg)
     masks = layout.root / f"masks{split}" if cfg.evaluation.fov_masks and cfg.dataset.get("fov_masks") else None
-    summary = evaluate_folder(pred_dir, layout.root / f"labels{split}", run_dir, dataset_json=layout.root / "dataset.json",
-                              cases=cases, mask_dir=masks, num_workers=int(cfg.evaluation.num_workers))
+    summary = evaluate_folder(pred_dir, layout.root / f"labels{split}", run_dir.path,
+                              dataset_json=layout.root / "dataset.json", cases=cases, mask_dir=masks,
+                              num_workers=int(cfg.evaluation.num_workers))
     headline = {k: v["mean"] for k, v in summary["headline"].items()}
     for logger in loggers:
         logger.log_metrics({f"test/{k}": v for k, v in headline.items() if v is not None})
@@ -231,25 +251,47 @@ def _fit_predict_evaluate(cfg, trainer, module, datamodule, cases, split, logger
 
             logger.log_table(key="test/per_case", dataframe=headline_rows(pd.read_csv(run_dir / "per_case.csv")))
         logger.finalize("success")
-    write_json(run_dir / "done", {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "train_seconds": round(train_seconds, 1),
-                                  "evaluated_split": split, "n_cases": len(cases), "headline": headline})
-    (run_dir / "failed").unlink(missing_ok=True)
-    print(f"[skelrecall] {run_dir}: " + ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if v is not None))
+    run_dir.mark_done(config, train_seconds=round(train_seconds, 1), evaluated_split=split, n_cases=len(cases),
+                      headline=headline)
+    print(f"[skelrecall] {run_dir.path}: " + ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if v is not None))
     return summary
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
+    run_dir = RunDir(cfg.run_dir)
     try:
         run(cfg)
-    except (ConfigError, DatasetLayoutError) as exc:
-        _record_failure(cfg, exc)
-        if _in_multirun():  # an exception lets Hydra record this job as failed and run the others
-            raise
-        raise SystemExit(f"error: {exc}") from None
-    except BaseException as exc:
-        _record_failure(cfg, exc)
+    except RunConflictError as exc:  # nothing of the folder was touched: no marker
+        _exit(exc, code=2)
+    except Interrupted:
+        if rank_zero():
+            run_dir.mark_interrupted()
+        print(f"[skelrecall] {run_dir.path}: interrupted; rerun the same command to resume", file=sys.stderr)
         raise
+    except (ConfigError, DatasetLayoutError, CheckpointError) as exc:
+        if rank_zero():
+            run_dir.mark_failed(exc, _overrides())
+        _exit(exc, code=1)
+    except BaseException as exc:
+        if rank_zero():
+            run_dir.mark_failed(exc, _overrides())
+        raise
+
+
+def _exit(exc: Exception, code: int) -> None:
+    """Stop with ``code`` and the message; inside a multirun, raise so Hydra records the job as failed
+    and runs the others."""
+    if _in_multirun():
+        raise exc
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 def _in_multirun() -> bool:
@@ -257,13 +299,6 @@ def _in_multirun() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def _record_failure(cfg: DictConfig, exc: BaseException) -> None:
-    run_dir = Path(cfg.run_dir)
-    if run_dir.is_dir():
-        atomic_write(run_dir / "failed", lambda tmp: tmp.write_text(
-            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))))
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from skelrecall.train import CONFIG_DIR
+    from skelrecall.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=["profile=cpu", "logger=none", *overrides])
@@ -206,12 +206,11 @@ def measure_loader(name: str, root: Path, plan: dict, quick: bool) -> list[dict[
         results: dict[bool, list[tuple[int, float, float]]] = {True: [], False: []}
         for rnd in range(plan["loader_rounds"]):
             for skeleton in ((True, False) if rnd % 2 == 0 else (False, True)):
-                torch.manual_seed(rnd)
-                ds = PatchDataset(cases, patch, length=10**9, foreground_fraction=float(cfg.data.foreground_fraction),
-                                  augment=True, dims=dims, skeleton=skeleton, ignore_label=cfg.dataset.ignore_label)
+                ds = PatchDataset(cases, patch, foreground_fraction=float(cfg.data.foreground_fraction), augment=True,
+                                  dims=dims, skeleton=skeleton, ignore_label=cfg.dataset.ignore_label, seed=rnd)
                 counter = iter(range(10**9))
-                ds[next(counter)]  # warm-up: builds the augmentation pipeline
-                results[skeleton].append(time_calls(lambda: ds[next(counter)], plan["min_samples"],
+                ds[(0, next(counter))]  # warm-up: builds the augmentation pipeline
+                results[skeleton].append(time_calls(lambda: ds[(0, next(counter))], plan["min_samples"],
                                                     plan["min_loader_s"], 10**6))
     finally:
         torch.set_num_threads(threads)

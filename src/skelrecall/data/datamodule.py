@@ -1,6 +1,9 @@
 """Lightning DataModule: cases in memory, patch sampling, augmentation, tubed skeletons.
 
-Training samples are produced per item in the DataLoader workers (CPU):
+Training samples are produced per item in the DataLoader workers (CPU). Patch ``i`` of epoch ``e``
+draws everything random from its own generator, seeded with ``(seed, e, i)`` (``EpochSampler`` hands
+the keys to the workers), so patches do not depend on the number of workers, and a run resumed at
+epoch ``e`` sees the same patches as one that never stopped:
 
 1. pick a case at random; with probability ``foreground_fraction`` (nnU-Net: 1/3) centre the
    patch on a random foreground voxel, otherwise place it uniformly (images smaller than the patch
@@ -17,13 +20,14 @@ training foreground's mean and standard deviation. Validation and test cases are
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
@@ -55,11 +59,14 @@ def read_case_image(layout: DatasetLayout, case: str, split: str, dims: int) -> 
     return np.stack(channels).astype(np.float32), meta
 
 
-def read_case_label(layout: DatasetLayout, case: str, split: str, dims: int) -> np.ndarray:
+def read_case_label(layout: DatasetLayout, case: str, split: str, dims: int,
+                    ignore_label: int | None = None) -> np.ndarray:
+    """The label map of ``case`` as ``(1, *spatial)`` int16; its values are checked against dataset.json."""
     path = layout.label_file(case, split)
     arr, _ = read_image(path)
     if arr.ndim != dims:
         raise ValueError(f"{path}: expected a {dims}D label map, got shape {arr.shape}")
+    layout.check_label_values(case, split, arr, ignore_label)
     return arr[None].astype(np.int16)
 
 
@@ -136,39 +143,52 @@ def crop_patch(case: Case, patch: tuple[int, ...], rng: np.random.Generator, for
     return image, label
 
 
-class PatchDataset(Dataset):
-    """``length`` random training patches with ``image``, ``label`` and tubed ``skeleton``."""
+class EpochSampler(Sampler):
+    """Yields the keys ``(epoch, i)``, ``i < length``; Lightning calls ``set_epoch`` before each epoch."""
 
-    def __init__(self, cases: list[Case], patch_size, length: int, foreground_fraction: float,
-                 augment: bool, dims: int, skeleton: bool = True, ignore_label: int | None = None):
-        self.cases, self.patch = cases, tuple(int(p) for p in patch_size)
-        self.ignore_label = ignore_label
-        self.length, self.fg_fraction, self.dims = length, foreground_fraction, dims
-        self.augment_enabled, self.skeleton = augment, skeleton
-        self._state: tuple[int, np.random.Generator, Any] | None = None
+    def __init__(self, length: int):
+        self.length, self.epoch = length, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        return iter([(self.epoch, i) for i in range(self.length)])
 
     def __len__(self) -> int:
         return self.length
 
-    def _rng(self):
-        """Per-process random state, seeded from torch (which Lightning seeds per worker)."""
-        info = torch.utils.data.get_worker_info()
-        key = info.id if info is not None else -1
-        if self._state is None or self._state[0] != key:
-            if info is not None:  # one thread per loader worker: no oversubscription of the cores
-                torch.set_num_threads(1)
-            seed = (info.seed if info is not None else torch.initial_seed()) % 2**32
-            aug = build_augmentation(self.dims, self.augment_enabled)
-            if aug is not None:
-                aug.set_random_state(seed=seed)
-            self._state = (key, np.random.default_rng(seed), aug)
-        return self._state[1], self._state[2]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng, aug = self._rng()
+class PatchDataset(Dataset):
+    """Random training patches with ``image``, ``label`` and tubed ``skeleton``, keyed by ``(epoch, i)``.
+
+    Everything random about a patch comes from ``numpy.random.default_rng((seed, epoch, i))``.
+    """
+
+    def __init__(self, cases: list[Case], patch_size, foreground_fraction: float, augment: bool, dims: int,
+                 skeleton: bool = True, ignore_label: int | None = None, seed: int = 0):
+        self.cases, self.patch = cases, tuple(int(p) for p in patch_size)
+        self.ignore_label, self.seed = ignore_label, int(seed)
+        self.fg_fraction, self.dims = foreground_fraction, dims
+        self.augment_enabled, self.skeleton = augment, skeleton
+        self._aug: tuple[int, Any] | None = None
+
+    def _augmentation(self):
+        """The augmentation transform, built once per process."""
+        if self._aug is None or self._aug[0] != os.getpid():
+            if torch.utils.data.get_worker_info() is not None:  # one thread per loader worker
+                torch.set_num_threads(1)
+            self._aug = (os.getpid(), build_augmentation(self.dims, self.augment_enabled))
+        return self._aug[1]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key
+        rng = np.random.default_rng((self.seed, int(epoch), int(index)))
+        aug = self._augmentation()
         case = self.cases[int(rng.integers(len(self.cases)))]
         image, label = crop_patch(case, self.patch, rng, force_fg=rng.random() < self.fg_fraction)
         if aug is not None:
+            aug.set_random_state(seed=int(rng.integers(2**32)))
             out = aug({"image": image, "label": label.astype(np.float32)})
             image = np.asarray(out["image"], dtype=np.float32)
             label = np.rint(np.asarray(out["label"])).astype(case.label.dtype)
@@ -225,7 +245,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def load_cases(self, names: list[str], split: str) -> list[Case]:
         """Read and normalize ``names`` from ``images{split}``/``labels{split}``."""
         raw = [(n, *read_case_image(self.layout, n, split, self.dims)) for n in names]
-        labels = [read_case_label(self.layout, n, split, self.dims) for n in names]
+        labels = [read_case_label(self.layout, n, split, self.dims, self.ignore_label) for n in names]
         rng = np.random.default_rng(self.seed)
         if self.normalization == "ct" and self.ct_stats is None:
             self.ct_stats = ct_statistics([r[1] for r in raw], [self.foreground(lab) for lab in labels], rng)
@@ -254,10 +274,10 @@ class SegmentationDataModule(L.LightningDataModule):
         self.val_cases = self.load_cases(val, "Tr")
 
     def train_dataloader(self) -> DataLoader:
-        ds = PatchDataset(self.train_cases, self.patch_size, self.iterations * self.batch_size,
-                          self.fg_fraction, self.augment, self.dims, self.skeleton, self.ignore_label)
-        return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers, shuffle=False,
-                          drop_last=True, persistent_workers=self.num_workers > 0)
+        ds = PatchDataset(self.train_cases, self.patch_size, self.fg_fraction, self.augment, self.dims,
+                          self.skeleton, self.ignore_label, seed=self.seed)
+        return DataLoader(ds, sampler=EpochSampler(self.iterations * self.batch_size), batch_size=self.batch_size,
+                          num_workers=self.num_workers, drop_last=True, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(CaseDataset(self.val_cases), batch_size=1, num_workers=0,

@@ -15,21 +15,30 @@ The same folder can be given to the official nnU-Net / Skeleton Recall code unch
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from skelrecall.io import atomic_write
+import numpy as np
+
+from skelrecall.io import JSONFileError, read_image, read_json, write_json
+
+#: what a case identifier may look like: letters, digits, ``_``, ``-``, ``.`` (no path separators, no ``..``)
+CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class DatasetLayoutError(RuntimeError):
     """A dataset folder is missing or does not follow the nnU-Net v2 raw layout."""
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+def check_case_id(case: Any, where: str) -> str:
+    """``case`` if it is a safe case identifier (see ``CASE_ID``), else an error naming ``where``."""
+    if not isinstance(case, str) or not CASE_ID.match(case) or ".." in case:
+        raise DatasetLayoutError(f"{where}: case id {case!r} is not allowed (letters, digits, '_', '-', '.'; "
+                                 "no path separators or '..')")
+    return case
 
 
 def write_dataset_json(
@@ -69,9 +78,28 @@ class DatasetLayout:
             raise DatasetLayoutError(msg + (f" Create it with: {hint}" if hint else ""))
         return cls(root)
 
-    @property
+    @cached_property
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.root / "dataset.json").read_text())
+        """``dataset.json``, checked: an object with ``labels`` (name -> integer value) and ``file_ending``."""
+        path = self.root / "dataset.json"
+        try:
+            meta = read_json(path, "dataset.json")
+        except JSONFileError as exc:
+            raise DatasetLayoutError(str(exc)) from None
+        if not isinstance(meta, dict):
+            raise DatasetLayoutError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+        for key in ("labels", "file_ending", "channel_names"):
+            if key not in meta:
+                raise DatasetLayoutError(f"{path}: required field {key!r} is missing")
+        labels = meta["labels"]
+        if not isinstance(labels, dict) or not labels:
+            raise DatasetLayoutError(f"{path}: 'labels' must map names to values, e.g. "
+                                     f'{{"background": 0, "vessel": 1}}; got {labels!r}')
+        for name, value in labels.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise DatasetLayoutError(f"{path}: label {name!r} has value {value!r}; expected an integer >= 0 "
+                                         "(region-based labels are not supported)")
+        return meta
 
     @property
     def file_ending(self) -> str:
@@ -79,7 +107,21 @@ class DatasetLayout:
 
     @property
     def labels(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.meta["labels"].items() if isinstance(v, (int, float))}
+        return dict(self.meta["labels"])
+
+    def check_label_values(self, case: str, split: str, label: np.ndarray, ignore_label: int | None = None) -> None:
+        """Fail naming the file and values if ``label`` holds values that ``dataset.json`` does not declare."""
+        allowed = set(self.labels.values()) | ({ignore_label} if ignore_label is not None else set())
+        bad = sorted(set(np.unique(label).tolist()) - allowed)
+        if bad:
+            raise DatasetLayoutError(f"{self.label_file(case, split)}: label values {bad} are not in "
+                                     f"{self.root / 'dataset.json'} labels {self.labels}")
+
+    def check_labels(self, cases: list[str], split: str, ignore_label: int | None = None) -> None:
+        """Read every label file of ``cases`` and check its values (before any training time is spent)."""
+        for case in cases:
+            label, _ = read_image(self.label_file(case, split))
+            self.check_label_values(case, split, label, ignore_label)
 
     @property
     def num_channels(self) -> int:
@@ -91,21 +133,35 @@ class DatasetLayout:
         if not folder.is_dir():
             return []
         ending = self.file_ending
-        return sorted(p.name[: -len(ending)] for p in folder.iterdir() if p.name.endswith(ending))
+        return sorted(p.name[: -len(ending)] for p in folder.iterdir()
+                      if p.name.endswith(ending) and not p.name.startswith("."))  # .x.tmp: interrupted writes
 
     def image_files(self, case: str, split: str = "Tr") -> list[Path]:
         """The channel files of ``case`` (``CASE_0000<ending>``, ...), in channel order."""
         folder = self.root / f"images{split}"
+        check_case_id(case, f"case of {folder}")
         files = sorted(folder.glob(f"{case}_[0-9][0-9][0-9][0-9]{self.file_ending}"))
         if not files:
             raise DatasetLayoutError(f"{folder}: no image file for case {case!r}")
         return files
 
     def label_file(self, case: str, split: str = "Tr") -> Path:
-        return self.root / f"labels{split}" / f"{case}{self.file_ending}"
+        folder = self.root / f"labels{split}"
+        return folder / f"{check_case_id(case, f'case of {folder}')}{self.file_ending}"
 
     def splits(self) -> list[dict[str, list[str]]]:
+        """``splits.json``, checked: a list of ``{"train": [...], "val": [...]}`` with safe case ids."""
         path = self.root / "splits.json"
         if not path.is_file():
             raise DatasetLayoutError(f"{path} not found")
-        return json.loads(path.read_text())
+        try:
+            splits = read_json(path, "splits.json")
+        except JSONFileError as exc:
+            raise DatasetLayoutError(str(exc)) from None
+        if not isinstance(splits, list) or not all(isinstance(f, dict) and {"train", "val"} <= set(f) for f in splits):
+            raise DatasetLayoutError(f'{path}: expected a list of {{"train": [...], "val": [...]}} folds')
+        for i, fold in enumerate(splits):
+            for part in ("train", "val"):
+                for case in fold[part]:
+                    check_case_id(case, f"{path} fold {i} {part}")
+        return splits

@@ -14,6 +14,7 @@ first weight ``weights[0]`` (about 0.53 for 6 outputs) exactly as nnU-Net's wrap
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,8 +36,8 @@ class CompoundLoss(nn.Module):
     def __init__(self, generic: nn.Module, connectivity: nn.Module | None = None, w: float = 0.0):
         super().__init__()
         w = float(w)
-        if not w >= 0:
-            raise ValueError(f"loss weight w must be >= 0; got {w}")
+        if not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"loss weight w must be a finite number >= 0; got {w}")
         if connectivity is not None and getattr(connectivity, "target_kind", None) not in ("skeleton", "label"):
             raise ValueError(f"{type(connectivity).__name__} has no target_kind 'skeleton' or 'label'")
         self.generic = generic
@@ -100,6 +101,11 @@ class DeepSupervisionLoss(nn.Module):
         self.loss = loss
         self.weights = None if weights is None else [float(x) for x in weights]
         self.full_res_only = bool(full_res_only)
+
+    @property
+    def needs_skeleton(self) -> bool:
+        """Whether the wrapped loss uses the tubed skeleton (the data module then computes it)."""
+        return self.loss.needs_skeleton
 
     def scale_weights(self, n: int) -> list[float]:
         if self.weights is None:
