@@ -54,6 +54,7 @@ def make_run(base: Path, loss: str, cldice: list[float], *, dataset: str = "tiny
            "dataset": {"name": dataset, "folder": "Dataset999_Tiny"}, "loss": {"name": loss, "w": 1.0}}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     write_json(run / "done", {"evaluated_split": "Ts", "n_cases": len(CASES)})
+    write_json(run / "summary.json", {"n_cases": len(CASES)})
     rows = []
     for i, (case, value) in enumerate(zip(CASES, cldice)):
         rows.append({"case": case, "class": "structure", "class_id": 1, "headline": True, "cldice": value})
@@ -126,7 +127,7 @@ def test_qualitative_panels_reject_mixed_or_missing_inputs(tmp_path: Path, datas
     # an explicit nnunet_raw overrides the config's path
     assert F.qualitative_panels({"cldice": c}, tmp_path / "q.png", nnunet_raw=dataset.parent).is_file()
     (a / "done").unlink()
-    with pytest.raises(F.FigureError, match="no done"):
+    with pytest.raises(F.FigureError, match="not a finished run folder"):
         F.qualitative_panels({"dice_ce": a}, tmp_path / "q.png")
 
 
@@ -144,6 +145,7 @@ def test_qualitative_panels_3d_max_projection(tmp_path: Path):
     (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "paths": {"nnunet_raw": str(root.parent)}, "dataset": {
         "name": "tiny3d", "folder": root.name}, "loss": {"name": "dice_ce", "w": 0.0}}))
     write_json(run / "done", {"evaluated_split": "Ts"})
+    write_json(run / "summary.json", {"n_cases": 1})
     pd.DataFrame([{"case": "v0", "headline": True, "cldice": 0.5}]).to_csv(run / "per_case.csv", index=False)
     write_image(run / "predictions" / "v0.nii.gz", np.zeros_like(label))
     width, height = _png_size(F.qualitative_panels({"dice_ce": run}, tmp_path / "q.png"))

@@ -17,7 +17,6 @@ skeletons and missed pixels are computed in 3D first and projected afterwards.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from skelrecall.io import atomic_write, read_image
 from skelrecall.skeleton import tubed_skeleton
@@ -200,14 +198,14 @@ def _resolve_dataset_root(run_dir: Path, cfg: dict, nnunet_raw: str | Path | Non
 
 def _run_info(run_dir: Path, nnunet_raw: str | Path | None) -> RunInfo:
     from skelrecall.data.layout import DatasetLayout
+    from skelrecall.runs import RunDir
 
-    run_dir = Path(run_dir)
-    for name in ("config.yaml", "done", "predictions"):
-        if not (run_dir / name).exists():
-            raise FigureError(f"{run_dir}: no {name}; is it a finished run folder?")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    done = json.loads((run_dir / "done").read_text())
-    split = done.get("evaluated_split")
+    run = RunDir(run_dir)
+    run_dir = run.path
+    if not run.is_done() or not (run / "predictions").is_dir():
+        raise FigureError(f"{run_dir}: not a finished run folder (status {run.status()!r})")
+    cfg = run.config()
+    split = run.done_info().get("evaluated_split")
     if split not in ("Ts", "Tr"):
         raise FigureError(f"{run_dir / 'done'}: evaluated_split is {split!r}, expected 'Ts' or 'Tr'")
     root = _resolve_dataset_root(run_dir, cfg, nnunet_raw)
