@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from skelrecall.bench import cli, throughput
+from skelrecall.bench.common import cpu_model
 
 
 def test_quick_throughput_writes_positive_numbers(tmp_path):
@@ -36,4 +37,4 @@ def test_quick_throughput_writes_positive_numbers(tmp_path):
                 assert math.isfinite(value) and value > 0, (row["backbone"], key, value)
         assert row["backbone"] in report
     assert "QUICK MODE" in report and "skeleton on/off" in report
-    assert throughput.cpu_model() in report and "same run" in report
+    assert "## Machine" in report and cpu_model() in report and "same run" in report

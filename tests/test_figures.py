@@ -198,6 +198,26 @@ def test_overhead_vs_classes(tmp_path: Path):
         F.overhead_vs_classes(tmp_path / "missing.csv", tmp_path / "bad.png")
 
 
+def test_overhead_figure_draws_one_line_per_loss_in_the_given_order(tmp_path: Path, monkeypatch):
+    rows = [{"dims": 2, "spatial": "8x8", "classes": c, "loss": loss, "cpu_ratio": 1.0, "alloc_ratio": 1.0}
+            for c in (2, 4) for loss in ("cldice", "dice_ce")]
+    table = pd.DataFrame(rows)
+    labels = []
+    from matplotlib.axes import Axes
+
+    original = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **k: labels.append(k["label"]) or original(ax, *a, **k))
+    width, height = _png_size(F.overhead_figure(table, tmp_path / "o.png", losses=["dice_ce", "cldice", "absent"]))
+    assert height > width  # one column (2D), two rows
+    assert labels == ["dice_ce", "dice_ce", "cldice", "cldice"]  # time and memory panel per loss, absent skipped
+    labels.clear()
+    F.overhead_figure(table, tmp_path / "o.png")
+    assert labels == ["cldice", "cldice", "dice_ce", "dice_ce"]  # default: order of appearance
+    with pytest.raises(F.FigureError, match="no rows"):
+        F.overhead_figure(table.iloc[0:0], tmp_path / "empty.png")
+    assert not (tmp_path / "empty.png").exists()
+
+
 def test_repo_root_walks_up(tmp_path: Path):
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "notebooks").mkdir()

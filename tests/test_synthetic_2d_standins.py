@@ -9,12 +9,15 @@ from skimage.morphology import skeletonize
 
 from skelrecall.data.converters.roads import nodata_mask
 from skelrecall.data.layout import DatasetLayout
-from skelrecall.data.synthetic import standins2d as S
+from skelrecall.data.synthetic import GENERATORS, cracks2d, drive2d, get_generator, roads2d
+from skelrecall.data.synthetic.draw2d import paint
 from skelrecall.data.synthetic.writer import SPLIT_CODES
 from skelrecall.io import read_image
 
-GENERATE = {"roads": S.generate_roads, "drive": S.generate_drive, "cracks": S.generate_cracks}
-RENDER = {"roads": S.render_roads, "drive": S.render_drive, "cracks": S.render_cracks}
+MODULES = {"roads": roads2d, "drive": drive2d, "cracks": cracks2d}
+GENERATE = {kind: m.generate for kind, m in MODULES.items()}
+RENDER = {kind: m.render for kind, m in MODULES.items()}
+STYLE = {"roads": roads2d.RoadStyle, "drive": drive2d.DriveStyle, "cracks": cracks2d.CrackStyle}
 LABELS = {"roads": {"background": 0, "road": 1, "ignore": 2}, "drive": {"background": 0, "vessel": 1},
           "cracks": {"background": 0, "crack": 1}}
 N_RENDER = 10  # full-size (256 x 256) renders per dataset for the statistics below
@@ -48,7 +51,7 @@ def test_layout_dataset_json_and_determinism(kind, tmp_path):
     assert len(ds.cases("Tr")) == 5 and len(ds.cases("Ts")) == 2
     splits = ds.splits()
     assert len(splits) == 5 and sorted(c for f in splits for c in f["val"]) == ds.cases("Tr")
-    style = {"roads": S.RoadStyle, "drive": S.DriveStyle, "cracks": S.CrackStyle}[kind](size=96)
+    style = STYLE[kind](size=96)
     for split in ("Tr", "Ts"):
         for i, case in enumerate(ds.cases(split)):
             img, _ = read_image(ds.image_files(case, split)[0])
@@ -74,6 +77,12 @@ def test_layout_dataset_json_and_determinism(kind, tmp_path):
         GENERATE[kind](tmp_path / "x", size=96, colour="red", progress=False)
 
 
+def test_registry_points_at_one_module_per_stand_in():
+    for kind, module in MODULES.items():
+        assert GENERATORS[f"synthetic_{kind}"] == f"{module.__name__}:generate"
+        assert get_generator(f"synthetic_{kind}") is module.generate
+
+
 def test_render_is_deterministic_in_seed(samples):
     for kind, fn in RENDER.items():
         again = fn(np.random.default_rng([5, 0, 0]))
@@ -84,7 +93,7 @@ def test_render_is_deterministic_in_seed(samples):
 def test_disk_paints_exact_widths():
     for w in range(1, 8):
         pts = np.stack([np.full(40, 20.0), np.arange(10, 50.0)], 1)
-        width_map = S._paint((41, 60), pts, np.full(40, w))
+        width_map = paint((41, 60), pts, np.full(40, w))
         assert (width_map > 0)[:, 30].sum() == w and set(np.unique(width_map)) == {0, w}
 
 
@@ -107,7 +116,7 @@ def test_roads(samples):
     assert all(o > 0.005 for o in occluded), occluded
     assert nodata_images >= 1
     # a no-data image at will: style with p_nodata=1
-    img, lab, _ = S.render_roads(np.random.default_rng(0), S.RoadStyle(p_nodata=1.0))
+    img, lab, _ = roads2d.render(np.random.default_rng(0), roads2d.RoadStyle(p_nodata=1.0))
     assert 0.05 < (lab == 2).mean() < 0.5 and np.all(img[lab == 2] == 255)
 
 
@@ -155,7 +164,7 @@ def test_cracks(samples):
 
 
 def test_dataset_json_is_valid_json_with_ignore(tmp_path):
-    out = S.generate_roads(tmp_path / "r", num_train=5, num_test=0, size=64, p_nodata=1.0, progress=False)
+    out = roads2d.generate(tmp_path / "r", num_train=5, num_test=0, size=64, p_nodata=1.0, progress=False)
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["labels"]["ignore"] == 2 and meta["name"] == "Dataset911_SyntheticRoads"
     labs = [read_image(p)[0] for p in sorted((out / "labelsTr").glob("*.png"))]

@@ -378,21 +378,54 @@ def w_sweep(runs: pd.DataFrame, out: Path, *, baseline: str = "dice_ce") -> Path
 
 # ------------------------------------------------------------------------------------------- Fig. 7
 OVERHEAD_COLUMNS = ("dims", "spatial", "classes", "loss", "cpu_ratio", "alloc_ratio")
+OVERHEAD_DPI = 110
+
+
+def _check_overhead_table(table: pd.DataFrame, source: str) -> None:
+    missing = [c for c in OVERHEAD_COLUMNS if c not in table]
+    if missing or table.empty:
+        raise FigureError(f"{source}: " + (f"missing columns {missing}" if missing else "no rows"))
+
+
+def overhead_figure(table: pd.DataFrame, out: Path, *, losses: list[str] | None = None) -> Path:
+    """Fig. 7 from a loss-benchmark summary (the frame of ``reports/bench/losses.csv``): per
+    dimensionality a column with step time (CPU) and peak allocated memory relative to ``dice_ce``
+    against the number of classes C, one line per loss (``losses``: which and in which order;
+    default: as they first appear in ``table``)."""
+    _check_overhead_table(table, "overhead figure")
+    from matplotlib.figure import Figure
+
+    dims_list = sorted(table["dims"].unique())
+    fig = Figure(figsize=(5 * len(dims_list), 7))
+    axes = fig.subplots(2, len(dims_list), squeeze=False)
+    for j, dims in enumerate(dims_list):
+        sub = table[table["dims"] == dims]
+        for name in losses or list(dict.fromkeys(table["loss"])):
+            g = sub[sub["loss"] == name].sort_values("classes")
+            if g.empty:
+                continue
+            axes[0, j].plot(g["classes"], g["cpu_ratio"], marker="o", label=name)
+            axes[1, j].plot(g["classes"], g["alloc_ratio"], marker="o", label=name)
+        size = sub["spatial"].iloc[0]
+        axes[0, j].set_title(f"{dims}D, {size}: step time (CPU) / dice_ce")
+        axes[1, j].set_title(f"{dims}D, {size}: peak allocated memory / dice_ce")
+        for ax in axes[:, j]:
+            ax.axhline(1.0, color="grey", lw=0.8)
+            ax.set_xlabel("number of classes C")
+            ax.set_xticks(sorted(sub["classes"].unique()))
+        axes[1, j].legend(fontsize=8)
+    fig.tight_layout()
+    return atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=OVERHEAD_DPI))
 
 
 def overhead_vs_classes(losses_csv: Path, out: Path) -> Path:
-    """Fig. 7: step time and peak memory relative to ``dice_ce`` against the number of classes, from
-    ``reports/bench/losses.csv`` (:func:`skelrecall.bench.losses.plot_overhead` draws it)."""
-    from skelrecall.bench.losses import plot_overhead
-
+    """Fig. 7 (:func:`overhead_figure`) from ``reports/bench/losses.csv``."""
     losses_csv = Path(losses_csv)
     if not losses_csv.is_file():
         raise FigureError(f"{losses_csv} not found; run the loss benchmark first (skelrecall-bench losses)")
     table = pd.read_csv(losses_csv)
-    missing = [c for c in OVERHEAD_COLUMNS if c not in table]
-    if missing or table.empty:
-        raise FigureError(f"{losses_csv}: " + (f"missing columns {missing}" if missing else "no rows"))
-    return atomic_write(out, lambda tmp: plot_overhead(table, tmp))
+    _check_overhead_table(table, str(losses_csv))
+    return overhead_figure(table, out)
 
 
 def repo_root(start: str | Path | None = None) -> Path:

@@ -1,15 +1,8 @@
-"""Resource benchmarks: every goal is a ratio against a baseline measured in the same run."""
+"""Resource benchmarks: every goal is a ratio against a baseline measured in the same run.
 
-import platform
-from pathlib import Path
+Shared helpers (machine description, timing, writing outputs) live in :mod:`skelrecall.bench.common`.
+"""
 
+from skelrecall.bench.common import cpu_model, machine_description, time_calls
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+__all__ = ["cpu_model", "machine_description", "time_calls"]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -37,20 +36,22 @@ from typing import Any
 
 import numpy as np
 
-from skelrecall.bench import cpu_model
+from skelrecall.bench.common import (format_load, load_average, machine_description, machine_lines, time_calls,
+                                     write_outputs)
+from skelrecall.render import markdown_table
 
 # name -> Hydra overrides of configs/train.yaml (profile=cpu gives batch size and UNet width)
 BACKBONES: dict[str, list[str]] = {
     "unet 2D, cpu width": ["dataset=synthetic_2d", "backbone=unet"],
-    "unet 2D, full width": ["dataset=synthetic_2d", "backbone=unet", "profile.unet_base_features=32",
-                            "profile.unet_max_features=null"],
+    "unet 2D, full width": ["dataset=synthetic_2d", "backbone=unet", "backbone.base_features=32",
+                            "backbone.max_features=null"],
     "unet 3D, cpu width": ["dataset=synthetic_canal", "backbone=unet"],
     "hrnet w18 2D": ["dataset=synthetic_2d", "backbone=hrnet", "backbone.variant=w18",
                      "optimizer.momentum=0.9", "optimizer.nesterov=false"],  # Table 4: HRNet uses 0.9
 }
 LOADERS = {"synthetic_2d": 2, "synthetic_canal": 3}  # dataset -> dims
 # CPU training threads: one, like a loader worker, so both sides are per-core rates (multi-threaded
-# steps spin-wait and scatter widely on a small shared machine; see also bench/losses.py)
+# steps spin-wait and scatter widely on a small shared machine; see also bench/losses/measure.py)
 TRAIN_THREADS = 1
 
 FULL = {
@@ -60,10 +61,9 @@ FULL = {
     "data": {"synthetic_2d": dict(num_train=10), "synthetic_canal": dict(num_train=6)},
 }
 QUICK = {
-    "train_overrides": {2: ["data.patch_size=[32,32]", "data.batch_size=2", "profile.unet_base_features=4",
-                            "profile.unet_max_features=16"],
-                        3: ["data.patch_size=[8,16,16]", "data.batch_size=2", "profile.unet_base_features=4",
-                            "profile.unet_max_features=16"]},
+    "train_overrides": {2: ["data.patch_size=[32,32]", "data.batch_size=2"],
+                        3: ["data.patch_size=[8,16,16]", "data.batch_size=2"]},
+    "backbone_overrides": {"unet": ["backbone.base_features=4", "backbone.max_features=16"]},
     "min_steps": 1, "min_train_s": 0.0, "max_steps": 1,
     "loader_rounds": 1, "min_samples": 2, "min_loader_s": 0.0,
     "data": {"synthetic_2d": dict(num_train=2, size=64), "synthetic_canal": dict(num_train=2, shape=(16, 32, 32))},
@@ -72,14 +72,10 @@ QUICK_PATCH = {"synthetic_2d": [32, 32], "synthetic_canal": [8, 16, 16]}
 
 
 def compose(overrides: list[str]):
-    """``configs/train.yaml`` composed with ``profile=cpu`` and ``overrides`` (as on the command line)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    """The train config composed with ``profile=cpu`` and ``overrides`` (as on the command line)."""
+    from skelrecall.configs import compose as compose_train
 
-    from skelrecall.paths import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=["profile=cpu", "logger=none", *overrides])
+    return compose_train(["profile=cpu", "logger=none", *overrides])
 
 
 def hrnet_available() -> bool:
@@ -114,29 +110,18 @@ def random_target(batch: int, patch: tuple[int, ...], seed: int = 0):
     return torch.from_numpy(label[:, None]), torch.from_numpy(skeleton[:, None])
 
 
-def time_calls(fn, min_calls: int, min_seconds: float, max_calls: int) -> tuple[int, float, float]:
-    """Call ``fn`` until ``min_calls`` and ``min_seconds`` are reached (at most ``max_calls``).
-
-    Returns (calls, wall seconds, process CPU seconds).
-    """
-    calls, t0, c0 = 0, time.perf_counter(), time.process_time()
-    while calls < max_calls and (calls < min_calls or time.perf_counter() - t0 < min_seconds):
-        fn()
-        calls += 1
-    return calls, time.perf_counter() - t0, time.process_time() - c0
-
-
 def measure_training(name: str, overrides: list[str], plan: dict, device: str) -> dict[str, Any]:
     """Training steps per second of one backbone configuration."""
     import torch
-    from omegaconf import OmegaConf
+    from hydra.utils import instantiate
 
     from skelrecall.losses import build_loss
     from skelrecall.models import build_model
 
     cfg = compose(overrides)
     dims, classes = int(cfg.dataset.dims), int(cfg.dataset.num_classes)
-    cfg = compose(overrides + plan["train_overrides"][dims])
+    cfg = compose(overrides + plan["train_overrides"][dims]
+                  + plan.get("backbone_overrides", {}).get(str(cfg.backbone.name), []))
     batch, patch = int(cfg.data.batch_size), tuple(int(p) for p in cfg.data.patch_size)
     in_ch = int(cfg.dataset.in_channels)
     torch.manual_seed(0)
@@ -144,9 +129,7 @@ def measure_training(name: str, overrides: list[str], plan: dict, device: str) -
         model = build_model(cfg.backbone, dims=dims, in_channels=in_ch, num_classes=classes, patch_size=patch)
     model = model.to(device).train()
     loss = build_loss(cfg.loss, num_classes=classes, dims=dims, ds_weights=getattr(model, "ds_weights", None))
-    opt_cfg = OmegaConf.to_container(cfg.optimizer, resolve=True)
-    optimizer = torch.optim.SGD(model.parameters(), lr=opt_cfg["lr"], momentum=opt_cfg["momentum"],
-                                nesterov=opt_cfg["nesterov"], weight_decay=opt_cfg["weight_decay"])
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
     clip = cfg.trainer.get("gradient_clip_val")
     x = torch.randn(batch, in_ch, *patch, device=device)
     label, skeleton = (t.to(device) for t in random_target(batch, patch))
@@ -166,7 +149,8 @@ def measure_training(name: str, overrides: list[str], plan: dict, device: str) -
         torch.set_num_threads(TRAIN_THREADS)
     try:
         step()  # warm-up
-        steps, wall, cpu = time_calls(step, plan["min_steps"], plan["min_train_s"], plan["max_steps"])
+        timed = time_calls(step, plan["min_steps"], min_seconds=plan["min_train_s"], max_calls=plan["max_steps"])
+        steps, wall, cpu = timed.calls, timed.wall_total, timed.cpu_total
     finally:
         torch.set_num_threads(threads)
     return {"kind": "train", "name": name, "dataset": str(cfg.dataset.name), "dims": dims,
@@ -189,6 +173,7 @@ def make_dataset(name: str, root: Path, plan: dict) -> Path:
 def measure_loader(name: str, root: Path, plan: dict, quick: bool) -> list[dict[str, Any]]:
     """Samples per second of ``PatchDataset`` with and without the tubed skeleton (one torch thread)."""
     import torch
+    from omegaconf import OmegaConf
 
     from skelrecall.data.datamodule import PatchDataset, SegmentationDataModule
     from skelrecall.data.layout import DatasetLayout
@@ -206,12 +191,13 @@ def measure_loader(name: str, root: Path, plan: dict, quick: bool) -> list[dict[
         results: dict[bool, list[tuple[int, float, float]]] = {True: [], False: []}
         for rnd in range(plan["loader_rounds"]):
             for skeleton in ((True, False) if rnd % 2 == 0 else (False, True)):
-                ds = PatchDataset(cases, patch, foreground_fraction=float(cfg.data.foreground_fraction), augment=True,
+                ds = PatchDataset(cases, patch, foreground_fraction=float(cfg.data.foreground_fraction), augmentation=OmegaConf.to_container(cfg.augmentation),
                                   dims=dims, skeleton=skeleton, ignore_label=cfg.dataset.ignore_label, seed=rnd)
                 counter = iter(range(10**9))
                 ds[(0, next(counter))]  # warm-up: builds the augmentation pipeline
-                results[skeleton].append(time_calls(lambda: ds[(0, next(counter))], plan["min_samples"],
-                                                    plan["min_loader_s"], 10**6))
+                timed = time_calls(lambda: ds[(0, next(counter))], plan["min_samples"],
+                                   min_seconds=plan["min_loader_s"], max_calls=10**6)
+                results[skeleton].append((timed.calls, timed.wall_total, timed.cpu_total))
     finally:
         torch.set_num_threads(threads)
     rows = []
@@ -230,13 +216,10 @@ def run(out_dir: str = "reports/bench", quick: bool = False) -> None:
     import pandas as pd
     import torch
 
-    from skelrecall.io import atomic_write
-
     plan = QUICK if quick else FULL
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started, load_before = time.time(), os.getloadavg()
+    machine = machine_description(packages=("torch", "monai", "numpy"))
+    started, load_before = time.time(), load_average()
     rows, skipped = [], []
     has_hrnet = hrnet_available()
     for name, overrides in BACKBONES.items():
@@ -252,11 +235,9 @@ def run(out_dir: str = "reports/bench", quick: bool = False) -> None:
             print(f"[throughput] loader {name}: " + ", ".join(
                 f"{r['name']} {r['samples_per_s']:.1f}/s" for r in rows[-2:]), flush=True)
     table = pd.DataFrame(rows)
-    atomic_write(out / "throughput.csv", lambda p: table.to_csv(p, index=False, float_format="%.5g"))
-    report = render_report(table, skipped, device, quick, time.time() - started, load_before, os.getloadavg())
-    atomic_write(out / "throughput.md", lambda p: p.write_text(report))
-    for name in ("throughput.csv", "throughput.md"):
-        os.chmod(out / name, 0o644)  # atomic_write's temporary files are private
+    report = render_report(table, skipped, device, quick, time.time() - started, load_before, load_average(), machine)
+    write_outputs(out_dir, {"throughput.csv": lambda p: table.to_csv(p, index=False, float_format="%.5g"),
+                            "throughput.md": lambda p: p.write_text(report)})
     print(report)
 
 
@@ -274,19 +255,10 @@ def summary(table) -> list[dict[str, Any]]:
     return out
 
 
-def _md(rows: list[dict[str, Any]]) -> str:
-    cols = list(rows[0]) if rows else []
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-    return "\n".join(lines)
-
-
 def render_report(table, skipped: list[str], device: str, quick: bool, elapsed: float,
-                  load_before: tuple[float, ...], load_after: tuple[float, ...]) -> str:
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none"
+                  load_before: tuple[float, ...], load_after: tuple[float, ...], machine: dict[str, str]) -> str:
+    """The Markdown report: ``machine`` (:func:`~skelrecall.bench.common.machine_description`), the
+    summary table, the cost of the skeleton in the loader and the skipped backbones."""
     rows = summary(table)
     loader = table[table["kind"] == "loader"]
     ratios = []
@@ -299,9 +271,12 @@ def render_report(table, skipped: list[str], device: str, quick: bool, elapsed: 
     lines = [
         "# Throughput: training steps vs data loading" + (" (QUICK MODE: tiny sizes, numbers mean nothing)" if quick else ""),
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} logical cores; GPU: {gpu}; torch {torch.__version__}. "
-        f"Both sides measured in the same run ({elapsed:.0f} s; load average {load_before[0]:.2f} before, "
-        f"{load_after[0]:.2f} after).",
+        "## Machine",
+        "",
+        *machine_lines(machine),
+        f"- load average (1, 5, 15 min) before: {format_load(load_before)}; after: {format_load(load_after)}",
+        "",
+        f"Both sides measured in the same run ({elapsed:.0f} s).",
         "",
         f"Training: `profile=cpu` configs (batch size, UNet width), loss `skeleton_recall` (w = 1, deep "
         f"supervision), forward + loss + backward + clipping + SGD step on random inputs, on {device}"
@@ -311,7 +286,7 @@ def render_report(table, skipped: list[str], device: str, quick: bool, elapsed: 
         "in one process with one torch thread, i.e. one DataLoader worker; median over rounds that "
         "alternate skeleton on and off.",
         "",
-        _md(rows),
+        markdown_table(list(rows[0]) if rows else [], [list(r.values()) for r in rows], floatfmt=".3g"),
         "",
         "`workers needed` = training samples/s / loader samples/s per worker (skeleton on): how many loader "
         "workers (one core each) keep one training process fed; below 1, a single worker keeps up. On a "

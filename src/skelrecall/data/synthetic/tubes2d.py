@@ -21,6 +21,7 @@ from scipy import ndimage
 from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.spatial import Delaunay
 
+from skelrecall.data.synthetic.draw2d import curve, smooth_field
 from skelrecall.data.synthetic.writer import make_style, write_synthetic
 
 
@@ -38,12 +39,6 @@ class Style:
     occluders: tuple[int, int] = (2, 5)  # number of occluding patches
     occluder_radius: tuple[float, float] = (3.0, 9.0)
     noise: tuple[float, float] = (0.04, 0.09)  # pixel noise standard deviation
-
-
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    """Gaussian-filtered white noise scaled to zero mean and unit standard deviation."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
-    return (field - field.mean()) / (field.std() + 1e-12)
 
 
 def _graph_edges(rng: np.random.Generator, points: np.ndarray, n_extra: int) -> list[tuple[int, int]]:
@@ -64,18 +59,6 @@ def _graph_edges(rng: np.random.Generator, points: np.ndarray, n_extra: int) -> 
     return edges
 
 
-def _curve(rng: np.random.Generator, p: np.ndarray, q: np.ndarray, wiggle: float) -> np.ndarray:
-    """Points every half pixel along a smooth random curve from ``p`` to ``q``."""
-    d = q - p
-    length = float(np.linalg.norm(d)) + 1e-9
-    normal = np.array([-d[1], d[0]]) / length
-    t = np.linspace(0.0, 1.0, max(2, int(2 * length * (1 + 2 * wiggle))))
-    a1, a2 = rng.normal(0, wiggle * length, 2)
-    phase = rng.uniform(0, 2 * np.pi)
-    offset = a1 * np.sin(np.pi * t) + 0.5 * a2 * np.sin(2 * np.pi * t + phase) * np.sin(np.pi * t)
-    return p[None] + t[:, None] * d[None] + offset[:, None] * normal[None]
-
-
 def render(rng: np.random.Generator, style: Style = Style()) -> tuple[np.ndarray, np.ndarray]:
     """One ``(image uint8, label uint8 in {0, 1})`` pair of shape ``(size, size)``."""
     size = style.size
@@ -88,7 +71,7 @@ def render(rng: np.random.Generator, style: Style = Style()) -> tuple[np.ndarray
     label = np.zeros(shape, bool)
     centre = {w: np.zeros(shape, bool) for w in style.widths}
     for a, b in edges:
-        pts = np.rint(_curve(rng, points[a], points[b], style.wiggle)).astype(int)
+        pts = np.rint(curve(rng, points[a], points[b], style.wiggle)).astype(int)
         pts = pts[((pts >= 0) & (pts < size)).all(axis=1)]
         centre[int(rng.choice(style.widths))][pts[:, 0], pts[:, 1]] = True
     for width, lines in centre.items():
@@ -97,11 +80,11 @@ def render(rng: np.random.Generator, style: Style = Style()) -> tuple[np.ndarray
 
     # background: multi-scale texture and an illumination gradient
     yy, xx = np.mgrid[0:size, 0:size] / size
-    background = 0.5 + 0.04 * _smooth_field(rng, shape, 2) + 0.07 * _smooth_field(rng, shape, 10)
+    background = 0.5 + 0.04 * smooth_field(rng, shape, 2) + 0.07 * smooth_field(rng, shape, 10)
     background += rng.uniform(-0.15, 0.15) * (yy - 0.5) + rng.uniform(-0.15, 0.15) * (xx - 0.5)
 
     # structure: soft tubular profile times a contrast field that fades whole stretches
-    contrast = 1.0 / (1.0 + np.exp(-2.5 * _smooth_field(rng, shape, 18)))
+    contrast = 1.0 / (1.0 + np.exp(-2.5 * smooth_field(rng, shape, 18)))
     contrast = style.low_contrast + (1.0 - style.low_contrast) * contrast
     profile = ndimage.gaussian_filter(label.astype(float), 0.6)
     profile /= max(profile.max(), 1e-9)
@@ -110,7 +93,7 @@ def render(rng: np.random.Generator, style: Style = Style()) -> tuple[np.ndarray
     # occluders centred on the structure: texture patches the label does not see
     on_structure = np.argwhere(label)
     n_occ = int(rng.integers(*style.occluders, endpoint=True)) if len(on_structure) else 0
-    occluder_texture = background + 0.05 * _smooth_field(rng, shape, 1.5)
+    occluder_texture = background + 0.05 * smooth_field(rng, shape, 1.5)
     for _ in range(n_occ):
         cy, cx = on_structure[rng.integers(len(on_structure))]
         ry, rx = rng.uniform(*style.occluder_radius, 2)
