@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from skelrecall.paths import CONFIG_DIR
+from skelrecall.configs import compose
 
 
 @pytest.fixture(scope="session")
@@ -23,5 +22,4 @@ def tiny_root(tmp_path_factory) -> Path:
 
 def compose_train(*overrides: str):
     """The composed ``train`` config with ``overrides`` (as on the command line)."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose(overrides)

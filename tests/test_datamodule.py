@@ -10,9 +10,18 @@ from skelrecall.data.layout import DatasetLayout
 from skelrecall.skeleton import tubed_skeleton
 
 
+def _nnunet_augmentation() -> dict:
+    from omegaconf import OmegaConf
+
+    from skelrecall.configs import compose
+
+    return OmegaConf.to_container(compose().augmentation)
+
+
 def _module(root, **kw):
     layout = DatasetLayout.open(root / "data/nnUNet_raw/Dataset901_Synthetic2D")
-    options = dict(dims=2, patch_size=[64, 64], batch_size=2, iterations_per_epoch=4)
+    options = dict(dims=2, patch_size=[64, 64], batch_size=2, iterations_per_epoch=4,
+                   augmentation=_nnunet_augmentation())
     dm = SegmentationDataModule(layout, **{**options, **kw})
     dm.setup()
     return dm
@@ -31,8 +40,8 @@ def test_training_samples_carry_the_skeleton_of_their_augmented_label(tiny_root)
 
 
 def test_foreground_oversampling(tiny_root):
-    dm = _module(tiny_root, augment=False)
-    always = PatchDataset(dm.train_cases, (32, 32), 1.0, augment=False, dims=2)
+    dm = _module(tiny_root, augmentation=None)
+    always = PatchDataset(dm.train_cases, (32, 32), 1.0, augmentation=None, dims=2)
     assert all(always[(0, i)]["label"].sum() > 0 for i in range(40))
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"image", "label", "skeleton"} and batch["image"].shape == (2, 1, 64, 64)
@@ -42,7 +51,7 @@ def test_patches_depend_only_on_seed_epoch_and_index(tiny_root):
     """The same (epoch, i) gives the same patch whatever the workers or the order; epochs differ."""
     import torch
 
-    dm = _module(tiny_root, augment=True)
+    dm = _module(tiny_root, augmentation=_nnunet_augmentation())
     ds = dm.train_dataloader().dataset
     first = [ds[(3, i)] for i in range(6)]
     torch.manual_seed(123)
@@ -54,7 +63,7 @@ def test_patches_depend_only_on_seed_epoch_and_index(tiny_root):
     other_epoch = ds[(4, 0)]
     assert not torch.equal(first[0]["image"], other_epoch["image"])
     # two loader workers give the batches of one process, in the same order
-    dm_workers = _module(tiny_root, augment=True, num_workers=2)
+    dm_workers = _module(tiny_root, augmentation=_nnunet_augmentation(), num_workers=2)
     single = [b["image"] for b in dm.train_dataloader()]
     multi = [b["image"] for b in dm_workers.train_dataloader()]
     assert len(single) == len(multi) == 4 and all(torch.equal(a, b) for a, b in zip(single, multi))
@@ -104,7 +113,7 @@ def test_ignore_label_is_background_for_the_skeleton_and_oversampling():
     label[0, 14:19, 2:30] = 1
     label[0, :, 20:] = np.where(label[0, :, 20:] == 1, 1, 2)  # an ignore region beside the bar
     case = Case("c", np.zeros((1, 32, 32), np.float32), label, {}, np.argwhere(label[0] == 1))
-    ds = PatchDataset([case], (32, 32), 1.0, augment=False, dims=2, ignore_label=2)
+    ds = PatchDataset([case], (32, 32), 1.0, augmentation=None, dims=2, ignore_label=2)
     skeleton = ds[(0, 0)]["skeleton"][0].numpy()
     known = np.where(label[0] == 2, 0, label[0])
     np.testing.assert_array_equal(skeleton, tubed_skeleton(known))

@@ -13,11 +13,11 @@ import torch
 from omegaconf import OmegaConf
 
 from skelrecall.models import build_model, plan_unet
-from skelrecall.paths import CONFIG_DIR
+from skelrecall.paths import CONFIG_DIR, REPO_DIR
 
 from .conftest import compose_train
 
-ROOT = CONFIG_DIR.parent
+ROOT = REPO_DIR
 TABLE4 = ROOT / "experiments" / "paper" / "table4_training_configs.csv"
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # Table 4's network names -> our backbone config names; TopCoW's row covers both TopCoW experiments
@@ -65,8 +65,13 @@ def test_experiment_matches_table4(name):
     assert cfg.optimizer.momentum == MOMENTUM[row["optimizer"]]
     assert cfg.optimizer.nesterov is (row["network"] == "nnunet")
     assert row["lr_schedule"] == "PolyLR(1e-2)"
-    assert cfg.optimizer.lr == 1e-2 and cfg.optimizer.poly_exponent == 0.9 and cfg.optimizer.weight_decay == 3e-5
-    assert cfg.profile.unet_base_features == 32 and cfg.profile.unet_max_features is None  # full width
+    assert cfg.optimizer.lr == 1e-2 and cfg.scheduler.power == 0.9 and cfg.optimizer.weight_decay == 3e-5
+    assert cfg.optimizer._target_ == "torch.optim.SGD"
+    assert cfg.scheduler._target_ == "torch.optim.lr_scheduler.PolynomialLR"
+    if cfg.backbone.name == "unet":  # full width
+        assert cfg.backbone.base_features == 32 and cfg.backbone.max_features is None
+    else:
+        assert cfg.backbone.variant == "w18"
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -78,6 +78,20 @@ def test_changed_config_on_a_finished_run_is_refused_naming_the_keys(tiny_root):
     assert proc.returncode == 0 and "is finished with this config; skipping" in proc.stdout
 
 
+def test_a_run_whose_predictions_are_all_empty_did_not_train(tmp_path):
+    from skelrecall.io import write_json
+    from skelrecall.report import run_row
+
+    run = RunDir(tmp_path / "r")
+    run.begin({"experiment_name": "e", "dataset": {"name": "d"}, "backbone": {"name": "unet"},
+               "loss": {"name": "dice_ce", "w": 0.0}, "seed": 0, "fold": 0, "profile": {"name": "cpu"}})
+    write_json(run / "summary.json", {"n_cases": 4, "headline": {"dice": {"mean": 0.0}}})
+    run.mark_done({}, n_cases=4, empty_predictions=3)
+    assert not run.did_not_train() and run_row(run)["status"] == "done"
+    run.mark_done({}, n_cases=4, empty_predictions=4)
+    assert run.did_not_train() and run_row(run)["status"] == "did not train" and "dice" not in run_row(run)
+
+
 def test_identity_hash_ignores_only_keys_that_cannot_change_results():
     cfg = {"loss": {"w": 1.0}, "paths": {"runs": "a"}, "logger": {"name": "csv"}, "data": {"num_workers": 0, "patch_size": [64, 64]}}
     same = {**cfg, "paths": {"runs": "b"}, "logger": {"name": "wandb"}, "data": {"num_workers": 4, "patch_size": [64, 64]}}

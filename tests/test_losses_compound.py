@@ -1,21 +1,18 @@
 """Compound loss (Eq. 2), deep supervision and build_loss from the configs."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from skelrecall.losses import (CompoundLoss, DeepSupervisionLoss, DiceCELoss, SkeletonRecallLoss, SoftclDiceLoss,
                                TopoClDiceLoss, build_loss, ds_weights)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
-
-
-def _resolved(name):
-    """A loss config as a plain dict (interpolations such as the dataset's ignore label resolved)."""
+def _resolved(name, *overrides):
+    """A loss config as composed for training, as a plain dict (the dataset's ignore label resolved)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml"), resolve=True)
+    from skelrecall.configs import compose
+
+    return OmegaConf.to_container(compose([f"loss={name}", *overrides]).loss, resolve=True)
 
 
 def _data(c=3, spatial=(16, 16), seed=0):
@@ -118,7 +115,7 @@ def test_single_tensor_is_plain_loss():
 def test_build_loss_from_every_config(name, num_classes, dims):
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(CONFIGS / f"{name}.yaml")
+    cfg = OmegaConf.create(_resolved(name))
     assert cfg.name == name and "w" in cfg
     ds = build_loss(cfg, num_classes=num_classes, dims=dims)
     assert isinstance(ds, DeepSupervisionLoss)

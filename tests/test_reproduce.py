@@ -123,6 +123,8 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
                          "w": group.loss_weight(loss), "seed": seed, "fold": 0})
     runs.append({"run_dir": str(tmp_path / "cldice_0"), "status": "failed", "experiment": group.experiment,
                  "dataset": group.dataset, "loss": "cldice", "w": 1.0, "seed": 0, "fold": 0})
+    runs.append({"run_dir": str(tmp_path / "cldice_1"), "status": "did not train", "experiment": group.experiment,
+                 "dataset": group.dataset, "loss": "cldice", "w": 1.0, "seed": 1, "fold": 0})
     rows, tests = build_table(spec, "table3", "cpu", pd.DataFrame(runs))
 
     drive = rows[rows["dataset"] == "drive"].set_index("loss")
@@ -147,7 +149,8 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
     sr_line = next(line for line in md.splitlines() if line.startswith("| drive | + Skeleton Recall"))
     assert "**56.25 +- 1.00**" in sr_line and "3/3" in sr_line  # best Dice of ours in bold
     cl_line = next(line for line in md.splitlines() if line.startswith("| drive | + clDice"))
-    assert "missing" in cl_line and "0/3 (1 failed)" in cl_line
+    assert "did not train" in cl_line and "0/3 (1 failed, 1 did not train)" in cl_line
+    assert drive.loc["cldice", "did_not_train"] == 1
     assert "+5.00 [+5.00, +5.00] p=" in md
     assert r"\textbf{56.25 $\pm$ 1.00}" in to_latex(rows, title="T")
 
@@ -201,3 +204,23 @@ def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
     assert reproduce_main([*changed, "--retrain-stale"]) == 0
     assert "--retrain-stale: deleting them" in capsys.readouterr().out
     assert all("lr: 0.02" in (p.parent / "config.yaml").read_text() for p in runs.rglob("done"))
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_plan_resolves_every_run_as_skelrecall_train_does(spec, profile):
+    """The plan composes each run through Hydra's compose API; skelrecall-train (--cfg job --resolve)
+    must resolve the same config for it (one run of every group, the first and last loss)."""
+    import subprocess
+    import sys
+
+    from skelrecall.experiments import planned_config, run_overrides
+
+    for group in plan(spec, profile):
+        runs = group.runs()
+        for run in (runs[0], runs[-1]):
+            extra = ["paths.runs=/tmp/skelrecall-plan-check"]
+            proc = subprocess.run([sys.executable, "-m", "skelrecall.train", "--cfg", "job", "--resolve",
+                                   *run_overrides(run), f"profile={profile}", *extra],
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            assert yaml.safe_load(proc.stdout) == planned_config(run, profile, extra), (group.name, run)

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from skelrecall.paths import CONFIG_DIR, SPEC_PATH
+from skelrecall.configs import CONFIG_DIR, compose
+from skelrecall.paths import SPEC_PATH
 from skelrecall.runs import RunDir, config_diff, config_hash
 
 RUN_KEYS = ("experiment", "dataset", "loss", "w", "seed", "fold")
@@ -30,12 +31,9 @@ class SpecError(ValueError):
 
 @lru_cache(maxsize=4096)
 def _compose(overrides: tuple[str, ...]) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(compose(overrides), resolve=True)
 
 
 def compose_config(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -1,14 +1,15 @@
 """The LightningModule: one training step = backbone forward, ``L_generic + w * L_connectivity``
 with deep supervision, backward; validation = whole-image sliding-window Dice of the foreground.
 
-Optimizer as nnU-Net: SGD (momentum 0.99, Nesterov), weight decay 3e-5, PolyLR
-``lr = lr0 * (1 - epoch / max_epochs) ** 0.9`` stepped once per epoch; gradient clipping (norm 12)
-is a Trainer argument.
+Optimizer and learning-rate schedule come from the config as factories (``optimizer`` and
+``scheduler``, Hydra ``_partial_``): by default nnU-Net's SGD (momentum 0.99, Nesterov, weight decay
+3e-5) and PolyLR ``lr = lr0 * (1 - epoch / max_epochs) ** 0.9`` stepped once per epoch (the
+scheduler gets ``total_iters = max_epochs``). Gradient clipping (norm 12) is a Trainer argument.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -45,11 +46,13 @@ def make_panel(image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> 
 
 class SegmentationModule(L.LightningModule):
     def __init__(self, model: nn.Module, loss: nn.Module, *, patch_size: Sequence[int],
-                 optimizer: dict[str, Any], inference: dict[str, Any], num_classes: int):
+                 optimizer: Callable[..., torch.optim.Optimizer], scheduler: Callable[..., Any],
+                 inference: dict[str, Any], num_classes: int):
         super().__init__()
         self.model, self.loss = model, loss
         self.patch_size = tuple(int(p) for p in patch_size)
-        self.optimizer_cfg, self.inference_cfg = dict(optimizer), dict(inference)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.inference_cfg = dict(inference)
         self.num_classes = num_classes
         self._val_dice: list[float] = []
 
@@ -63,9 +66,11 @@ class SegmentationModule(L.LightningModule):
             raise FloatingPointError(f"training loss is {total.item()} at step {self.global_step} (epoch "
                                      f"{self.current_epoch}); lower the learning rate or loss.w, or check the data")
         bs = batch["image"].shape[0]
-        self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
-        self.log("train/generic", parts["generic"], on_step=False, on_epoch=True, batch_size=bs)
-        self.log("train/connectivity", parts["connectivity"], on_step=False, on_epoch=True, batch_size=bs)
+        # sync_dist: epoch means over every process's batches in a distributed run
+        self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("train/generic", parts["generic"], on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("train/connectivity", parts["connectivity"], on_step=False, on_epoch=True, batch_size=bs,
+                 sync_dist=True)
         return total
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -80,7 +85,8 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val_dice:
-            self.log("val/dice", float(np.mean(self._val_dice)), prog_bar=True)
+            # every rank validates every case (no distributed sampler): the mean is the same on all ranks
+            self.log("val/dice", float(np.mean(self._val_dice)), prog_bar=True, sync_dist=True)
         self._val_dice = []
 
     def log_panel(self, panel: np.ndarray, caption: str) -> None:
@@ -90,10 +96,6 @@ class SegmentationModule(L.LightningModule):
                 logger.log_image(key="val/panel", images=[panel], caption=[caption], step=self.global_step)
 
     def configure_optimizers(self):
-        cfg = self.optimizer_cfg
-        opt = torch.optim.SGD(self.model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
-                              nesterov=cfg["nesterov"], weight_decay=cfg["weight_decay"])
-        max_epochs = max(int(self.trainer.max_epochs or 1), 1)
-        exponent = cfg["poly_exponent"]
-        poly = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: (1 - min(epoch, max_epochs - 1) / max_epochs) ** exponent)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": poly, "interval": "epoch"}}
+        opt = self.optimizer_factory(self.model.parameters())
+        schedule = self.scheduler_factory(opt, total_iters=max(int(self.trainer.max_epochs or 1), 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}

@@ -1,6 +1,8 @@
 """Where the project's files are: the Hydra configs, the plan and the working root.
 
-- ``CONFIG_DIR``: the Hydra config tree (``configs/``), found beside the package source.
+- ``CONFIG_DIR``: the Hydra config tree, shipped inside the package (``skelrecall.configs``; the
+  checkout's top-level ``configs`` links there), so an installed package trains from any folder.
+- ``REPO_DIR``: the checkout (``experiments/`` with the plan and the paper's numbers, ``reports/``).
 - ``work_root()``: the folder that holds ``data/``, ``runs/`` and ``reports/``: ``$SKELRECALL_ROOT``
   when set, else the current directory (the repository root when run through the Makefile). The
   configs' ``paths.root`` reads the same variable, so both agree.
@@ -11,9 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from skelrecall.configs import CONFIG_DIR
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parents[1]          # src/skelrecall -> the checkout (editable installs)
-CONFIG_DIR = REPO_DIR / "configs"
 SPEC_PATH = REPO_DIR / "experiments" / "tables.yaml"
 
 

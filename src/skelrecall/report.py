@@ -42,6 +42,8 @@ def run_row(run: RunDir) -> dict[str, Any]:
         "seed": cfg["seed"], "fold": cfg["fold"], "profile": cfg["profile"]["name"], "status": run.status(),
         "config_hash": run.stored_hash(), "git": " ".join(run.git_commits()),
     }
+    if row["status"] == "done" and run.did_not_train():
+        row["status"] = "did not train"  # every prediction empty: never shown as a result
     if row["status"] == "done":
         summary = run.summary()
         row["n_cases"] = summary["n_cases"]
@@ -103,6 +105,7 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(KEYS, key))
         row["runs"] = len(ok)
         row["failed"] = int((group["status"] == "failed").sum())
+        row["did_not_train"] = int((group["status"] == "did not train").sum())
         row["cases"] = int(ok["n_cases"].max()) if len(ok) else 0
         for column in METRICS:
             values = ok[column] if column in ok else pd.Series(dtype=float)
@@ -125,7 +128,8 @@ def to_markdown(table: pd.DataFrame, title: str, profile: str, runs_dir: Path) -
     lines.append("| " + " | ".join(headings) + " |")
     lines.append("|" + "---|" * len(headings))
     for _, r in table.iterrows():
-        runs = f"{r['runs']}" + (f" ({r['failed']} failed)" if r["failed"] else "")
+        notes = [f"{r[k]} {k.replace('_', ' ')}" for k in ("failed", "did_not_train") if r[k]]
+        runs = f"{r['runs']}" + (f" ({', '.join(notes)})" if notes else "")
         cells = [r["dataset"], r["backbone"], r["loss"], f"{r['w']:g}", *[r[c] for c in METRICS], runs, str(r["cases"])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"

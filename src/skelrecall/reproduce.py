@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from skelrecall.experiments import (Group, SpecError, dataset_config, load_spec, plan, planned_config,
-                                    profile_spec, run_state, synthetic)
+                                    profile_spec, run_state)
 from skelrecall.paths import REPO_DIR, SPEC_PATH, work_root
 from skelrecall.runs import RunDir
 
@@ -61,11 +61,12 @@ def missing_datasets(groups: list[Group], data_root: Path) -> dict[str, dict]:
     return missing
 
 
-def prepare_data(groups: list[Group], data_root: Path, synthetic_data: bool) -> list[Group]:
-    """Synthesize missing stand-ins; real datasets that are not converted are left out (the report lists
-    them as not available) with the command that converts them. Returns the groups that can run."""
+def prepare_data(groups: list[Group], data_root: Path, prof: dict) -> list[Group]:
+    """Synthesize missing stand-ins (of the profile's ``synthetic_cases`` size, if it sets one); real
+    datasets that are not converted are left out (the report lists them as not available) with the
+    command that converts them. Returns the groups that can run."""
     missing = missing_datasets(groups, data_root)
-    if missing and not synthetic_data:
+    if missing and prof["data"] != "synthetic":
         print("[reproduce] not converted on this machine, left out (the tables say 'not available'):\n  "
               + "\n  ".join(f"{name}: {cfg['create']}" for name, cfg in missing.items()), flush=True)
         return [g for g in groups if g.dataset not in missing]
@@ -73,8 +74,13 @@ def prepare_data(groups: list[Group], data_root: Path, synthetic_data: bool) -> 
 
     for name, cfg in missing.items():
         print(f"[reproduce] synthesizing {name}", flush=True)
-        get_generator(name)(data_root / cfg["folder"], seed=0)
+        get_generator(name)(data_root / cfg["folder"], seed=0, **prof.get("synthetic_cases", {}))
     return groups
+
+
+def default_data_root(profile: str, prof: dict) -> Path:
+    """``data/nnUNet_raw`` below the work root; ``data/nnUNet_raw_<profile>`` for small synthetic stand-ins."""
+    return work_root() / "data" / ("nnUNet_raw" + (f"_{profile}" if prof.get("synthetic_cases") else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--launcher", help="Hydra launcher (configs/hydra/launcher: parallel, local, slurm; "
                                            "basic = one after the other); default: the profile's")
     parser.add_argument("--runs", type=Path, help="runs root (default: paths.runs = $SKELRECALL_ROOT/runs or ./runs)")
-    parser.add_argument("--data", type=Path, help="nnU-Net raw folder (default: data/nnUNet_raw below the root)")
+    parser.add_argument("--data", type=Path, help="nnU-Net raw folder (default: data/nnUNet_raw below the root; "
+                                                  "data/nnUNet_raw_<profile> for profiles with small stand-ins)")
     parser.add_argument("--out", type=Path, help="report folder (default: reports)")
     parser.add_argument("--no-report", action="store_true", help="only train")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and the number of runs, run nothing")
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {exc}") from None
     root = work_root()
     runs_root = args.runs or root / "runs"
-    data_root = args.data or root / "data" / "nnUNet_raw"
+    data_root = args.data or default_data_root(args.profile, prof)
     launcher = args.launcher or prof.get("launcher")
     extra = [f"paths.runs={runs_root}", f"paths.nnunet_raw={data_root}", *extra]
 
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {g.name}: {len(g.runs())} runs\n    {shlex.join(command(g, args.profile, launcher, extra))}")
         return 0
 
-    runnable = prepare_data(groups, data_root, synthetic_data=synthetic(spec, args.profile))
+    runnable = prepare_data(groups, data_root, prof)
     started, failed_groups = time.time(), []
     for i, group in enumerate(runnable, 1):
         todo = [r for r in group.runs() if planned[_key(r)][0] != "finished"]

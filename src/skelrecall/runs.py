@@ -215,6 +215,11 @@ class RunDir:
         """The run finished: ``done`` (written last) and its ``summary.json`` exist."""
         return (self / "done").exists() and (self / "summary.json").exists()
 
+    def did_not_train(self) -> bool:
+        """A finished run whose predictions are all empty (counted when they were written)."""
+        done = self.done_info() or {}
+        return bool(done.get("n_cases")) and done.get("empty_predictions") == done["n_cases"]
+
     def has_progress(self) -> bool:
         """A finished run or saved training progress (what a config change must not silently reuse)."""
         return (self / "done").exists() or any((self / "checkpoints").glob("*.ckpt"))
@@ -310,9 +315,10 @@ class RunDir:
         write_json(self / "interrupted", {"time": _now(), "hint": "rerun the same command to resume"})
 
     # --- checkpoints ---------------------------------------------------------------------------------
-    def resume_checkpoint(self) -> Path | None:
+    def resume_checkpoint(self, report: bool = True) -> Path | None:
         """The newest intact checkpoint (``last.ckpt``, else the newest ``epoch=*.ckpt``), or None if the run
-        has none. Damaged ones are reported by path; if all are damaged, ``CheckpointError``."""
+        has none. Damaged ones are reported by path (``report``: print it); if all are damaged,
+        ``CheckpointError``."""
         folder = self / "checkpoints"
         epochs = sorted((p for p in folder.glob("epoch=*.ckpt") if _EPOCH_CKPT.match(p.name)),
                         key=lambda p: tuple(int(x) for x in _EPOCH_CKPT.match(p.name).groups()), reverse=True)
@@ -321,11 +327,12 @@ class RunDir:
         for path in candidates:
             problem = checkpoint_problem(path)
             if problem is None:
-                if damaged:
+                if damaged and report:
                     print(f"[skelrecall] resuming from {path} instead")
                 return path
             damaged.append(f"{path}: {problem}")
-            print(f"[skelrecall] checkpoint {path} is damaged ({problem}); not resuming from it")
+            if report:
+                print(f"[skelrecall] checkpoint {path} is damaged ({problem}); not resuming from it")
         if damaged:
             raise CheckpointError("no intact checkpoint to resume from:\n  " + "\n  ".join(damaged)
                                   + "\nPass force=true to delete the run and train from scratch.")

@@ -67,6 +67,7 @@ def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFra
                                "loss": loss, "w": w, "runs": len(done), "expected": expected,
                                "failed": int((mine["status"] == "failed").sum()) if not mine.empty else 0,
                                "stale": int((mine["status"] == "stale").sum()) if not mine.empty else 0,
+                               "did_not_train": int((mine["status"] == "did not train").sum()) if not mine.empty else 0,
                                "paper_note": paper["evaluation"]}
         for metric in METRICS:
             values = done[metric].dropna() if len(done) else pd.Series(dtype=float)
@@ -119,7 +120,7 @@ def _cells(rows: pd.DataFrame, bold: str) -> list[dict[str, str]]:
             for m, (_, _, _, digits) in METRICS.items():
                 ours = _value(r[f"{m}_mean"], r[f"{m}_std"], digits)
                 if not ours:
-                    ours = "missing"
+                    ours = "did not train" if r.get("did_not_train") else "missing"
                 elif r[f"{m}_mean"] == best[m][0] and (r["runs"] and block["runs"].gt(0).sum() > 1):
                     ours = bold.format(ours)
                 paper = r[f"{m}_paper"]
@@ -130,7 +131,7 @@ def _cells(rows: pd.DataFrame, bold: str) -> list[dict[str, str]]:
                 diff = r[f"{m}_diff"]
                 cells[f"{m}_diff"] = "" if math.isnan(diff) else f"{diff:+.{digits}f}"
             runs = f"{r['runs']}/{r['expected']}"
-            notes = [f"{r[k]} {k}" for k in ("failed", "stale") if r.get(k)]
+            notes = [f"{r[k]} {k.replace('_', ' ')}" for k in ("failed", "stale", "did_not_train") if r.get(k)]
             if notes:
                 runs += f" ({', '.join(notes)})"
             cells["runs"] = runs

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import skelrecall.configs  # noqa: F401  (registers the configs' resolvers before Hydra composes)
 from skelrecall.data.layout import DatasetLayout, DatasetLayoutError
 from skelrecall.io import atomic_write, write_image
-from skelrecall.paths import CONFIG_DIR
 from skelrecall.runs import CheckpointError, RunConflictError, RunDir, rank_zero
 
 
@@ -107,8 +108,9 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
     return loggers
 
 
-def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Path, cfg: DictConfig) -> None:
-    """Write whole-image label-map predictions of ``cases`` to ``out_dir`` in the dataset's format."""
+def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Path, cfg: DictConfig) -> int:
+    """Write whole-image label-map predictions of ``cases`` to ``out_dir`` in the dataset's format;
+    return how many of them hold no foreground at all."""
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -120,17 +122,24 @@ def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Pat
     ending = datamodule.layout.file_ending
     staging = out_dir.with_name(out_dir.name + ".partial")  # moved into place only when complete
     shutil.rmtree(staging, ignore_errors=True)
+    empty = 0
     for name in tqdm(cases, desc="predicting", unit="case"):
         case = datamodule.load_cases([name], split)[0]  # one at a time: whole volumes can be large
         image = torch.from_numpy(case.image)[None].to(device)
         pred = predict_labels(module.model, image, cfg.data.patch_size, **cfg.inference).cpu().numpy()
+        empty += not pred.any()
         write_image(staging / f"{case.name}{ending}", pred.astype(np.uint8), case.meta)
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
+    return empty
 
 
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Train, predict and evaluate one configuration; return the evaluation summary."""
+    if cfg.loss.connectivity is None and cfg.loss.w != 0:  # e.g. dice_ce in a sweep over loss.w
+        print(f"[skelrecall] loss {cfg.loss.name} has no connectivity term: loss.w={cfg.loss.w} has no effect; "
+              "running it as w=0 (once for the whole sweep)")
+        cfg.loss.w = 0.0
     config = OmegaConf.to_container(cfg, resolve=True)  # interpolation errors surface here
     run_dir = RunDir(cfg.run_dir)
     if not rank_zero():  # a further process of a distributed run: train only; rank 0 owns the folder
@@ -176,7 +185,7 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
         layout, dims=dims, patch_size=list(cfg.data.patch_size), batch_size=int(cfg.data.batch_size),
         iterations_per_epoch=int(cfg.data.iterations_per_epoch), fold=int(cfg.fold),
         normalization=cfg.dataset.normalization, foreground_fraction=float(cfg.data.foreground_fraction),
-        augment=bool(cfg.data.augment), num_workers=int(cfg.data.num_workers),
+        augmentation=OmegaConf.to_container(cfg.augmentation, resolve=True), num_workers=int(cfg.data.num_workers),
         max_train_cases=cfg.data.max_train_cases, max_val_cases=cfg.data.max_val_cases,
         skeleton=loss.needs_skeleton, ignore_label=cfg.dataset.ignore_label, seed=int(cfg.seed))
     datamodule.setup("fit")  # reads and checks the training and validation labels
@@ -184,17 +193,20 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
     for case in cases:
         layout.image_files(case, split)  # the evaluation cases' files exist ...
     layout.check_labels(cases, split, cfg.dataset.ignore_label)  # ... and their labels hold declared values
-    resume_from = run_dir.resume_checkpoint() if rank_zero() else None
+    resume_from = run_dir.resume_checkpoint(report=rank_zero())  # every process resumes from the same file
 
     module = SegmentationModule(model, loss, patch_size=cfg.data.patch_size,
-                                optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+                                optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
                                 inference=OmegaConf.to_container(cfg.inference, resolve=True),
                                 num_classes=num_classes)
     checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=1,
                                   save_on_train_epoch_end=True,  # every epoch, whatever the validation interval
                                   enable_version_counter=False)
     loggers = build_loggers(cfg, run_dir.path) if rank_zero() else []
+    # use_distributed_sampler=False: with several processes each draws its own training keys (EpochSampler)
+    # and validates every validation case, so val/dice is the same full-set value on every rank
     trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(run_dir.path),
+                        use_distributed_sampler=False,
                         callbacks=[checkpoints, RandomStateCallback()], plugins=[AtomicCheckpointIO()],
                         logger=loggers or False)
     try:
@@ -238,8 +250,9 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
 
     # --- whole-image prediction and evaluation -------------------------------------------------
     pred_dir = run_dir / "predictions"
-    predict_cases(module, datamodule, cases, split, pred_dir, cfg)
-    masks = layout.root / f"masks{split}" if cfg.evaluation.fov_masks and cfg.dataset.get("fov_masks") else None
+    empty = predict_cases(module, datamodule, cases, split, pred_dir, cfg)
+    fov = cfg.dataset.get("fov_masks")
+    masks = layout.root / f"{fov}{split}" if cfg.evaluation.fov_masks and fov else None
     summary = evaluate_folder(pred_dir, layout.root / f"labels{split}", run_dir.path,
                               dataset_json=layout.root / "dataset.json", cases=cases, mask_dir=masks,
                               num_workers=int(cfg.evaluation.num_workers))
@@ -252,7 +265,9 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
             logger.log_table(key="test/per_case", dataframe=headline_rows(pd.read_csv(run_dir / "per_case.csv")))
         logger.finalize("success")
     run_dir.mark_done(config, train_seconds=round(train_seconds, 1), evaluated_split=split, n_cases=len(cases),
-                      headline=headline)
+                      empty_predictions=empty, headline=headline)
+    if empty == len(cases):
+        print(f"[skelrecall] {run_dir.path}: every prediction is empty: this run did not train (tables say so)")
     print(f"[skelrecall] {run_dir.path}: " + ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if v is not None))
     return summary
 
@@ -263,7 +278,7 @@ def _overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")  # skelrecall/configs
 def _hydra_main(cfg: DictConfig) -> None:
     run_dir = RunDir(cfg.run_dir)
     try:

@@ -8,8 +8,8 @@ epoch ``e`` sees the same patches as one that never stopped:
 1. pick a case at random; with probability ``foreground_fraction`` (nnU-Net: 1/3) centre the
    patch on a random foreground voxel, otherwise place it uniformly (images smaller than the patch
    are padded with zeros / background);
-2. augment image and label together with MONAI transforms (rotation and scaling, Gaussian noise
-   and blur, brightness, contrast, gamma, low-resolution simulation, mirroring);
+2. augment image and label together (``skelrecall.data.augmentation``: rotation and scaling,
+   Gaussian noise and blur, brightness, contrast, gamma, low-resolution simulation, mirroring);
 3. compute :func:`skelrecall.skeleton.tubed_skeleton` of the *augmented* label patch (pixels with
    the ignore label, e.g. Roads' no-data regions, count as background there).
 
@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from skelrecall.data.augmentation import build_augmentation
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 from skelrecall.skeleton import tubed_skeleton
@@ -98,28 +99,6 @@ def ct_normalize(image: np.ndarray, stats: dict) -> np.ndarray:
     return (clipped - stats["mean"].reshape(shape)) / np.maximum(stats["std"].reshape(shape), 1e-8)
 
 
-def build_augmentation(dims: int, enabled: bool = True):
-    """nnU-Net-like augmentation as a MONAI dictionary transform over keys ``image`` and ``label``."""
-    from monai import transforms as T
-
-    if not enabled:
-        return None
-    keys = ["image", "label"]
-    rotate = (np.pi,) if dims == 2 else (np.pi / 6,) * 3
-    return T.Compose([
-        T.RandAffined(keys, prob=0.2, rotate_range=rotate, scale_range=(0.3,) * dims,
-                      mode=("bilinear", "nearest"), padding_mode="zeros"),
-        T.RandGaussianNoised("image", prob=0.1, std=0.1),
-        T.RandGaussianSmoothd("image", prob=0.2, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0)),
-        T.RandScaleIntensityd("image", prob=0.15, factors=0.25),  # brightness (multiplicative)
-        T.RandScaleIntensityFixedMeand("image", prob=0.15, factors=0.25),  # contrast around the mean
-        T.RandAdjustContrastd("image", prob=0.15, gamma=(0.7, 1.5)),  # gamma
-        T.RandSimulateLowResolutiond("image", prob=0.125, zoom_range=(0.5, 1.0),
-                                     upsample_mode="bilinear" if dims == 2 else "trilinear"),
-        *[T.RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(dims)],
-    ])
-
-
 def without_ignore(label: np.ndarray, ignore_label: int | None) -> np.ndarray:
     """``label`` with the ignore label (e.g. Roads' no-data) set to background."""
     return label if ignore_label is None else np.where(label == ignore_label, 0, label)
@@ -144,16 +123,19 @@ def crop_patch(case: Case, patch: tuple[int, ...], rng: np.random.Generator, for
 
 
 class EpochSampler(Sampler):
-    """Yields the keys ``(epoch, i)``, ``i < length``; Lightning calls ``set_epoch`` before each epoch."""
+    """Yields the keys ``(epoch, rank * length + i)``, ``i < length``; Lightning calls ``set_epoch``
+    before each epoch. Each of ``world`` processes of a distributed run draws its own ``length`` keys
+    (global batch = processes x batch size), so rank 0 of any run sees the keys of a single process."""
 
-    def __init__(self, length: int):
-        self.length, self.epoch = length, 0
+    def __init__(self, length: int, rank: int = 0, world: int = 1):
+        self.length, self.epoch, self.rank, self.world = length, 0, rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self):
-        return iter([(self.epoch, i) for i in range(self.length)])
+        offset = self.rank * self.length
+        return iter([(self.epoch, offset + i) for i in range(self.length)])
 
     def __len__(self) -> int:
         return self.length
@@ -165,12 +147,12 @@ class PatchDataset(Dataset):
     Everything random about a patch comes from ``numpy.random.default_rng((seed, epoch, i))``.
     """
 
-    def __init__(self, cases: list[Case], patch_size, foreground_fraction: float, augment: bool, dims: int,
-                 skeleton: bool = True, ignore_label: int | None = None, seed: int = 0):
+    def __init__(self, cases: list[Case], patch_size, foreground_fraction: float, augmentation: dict | None,
+                 dims: int, skeleton: bool = True, ignore_label: int | None = None, seed: int = 0):
         self.cases, self.patch = cases, tuple(int(p) for p in patch_size)
         self.ignore_label, self.seed = ignore_label, int(seed)
         self.fg_fraction, self.dims = foreground_fraction, dims
-        self.augment_enabled, self.skeleton = augment, skeleton
+        self.augmentation, self.skeleton = augmentation, skeleton
         self._aug: tuple[int, Any] | None = None
 
     def _augmentation(self):
@@ -178,7 +160,7 @@ class PatchDataset(Dataset):
         if self._aug is None or self._aug[0] != os.getpid():
             if torch.utils.data.get_worker_info() is not None:  # one thread per loader worker
                 torch.set_num_threads(1)
-            self._aug = (os.getpid(), build_augmentation(self.dims, self.augment_enabled))
+            self._aug = (os.getpid(), build_augmentation(self.dims, self.augmentation))
         return self._aug[1]
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -220,7 +202,7 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def __init__(self, layout: DatasetLayout, *, dims: int, patch_size, batch_size: int,
                  iterations_per_epoch: int, fold: int = 0, normalization: str = "zscore",
-                 foreground_fraction: float = 1 / 3, augment: bool = True, num_workers: int = 0,
+                 foreground_fraction: float = 1 / 3, augmentation: dict | None = None, num_workers: int = 0,
                  max_train_cases: int | None = None, max_val_cases: int | None = None,
                  skeleton: bool = True, ignore_label: int | None = None, seed: int = 0):
         super().__init__()
@@ -229,7 +211,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.layout, self.dims, self.patch_size = layout, dims, tuple(patch_size)
         self.batch_size, self.iterations = batch_size, iterations_per_epoch
         self.fold, self.normalization, self.fg_fraction = fold, normalization, foreground_fraction
-        self.augment, self.num_workers, self.skeleton, self.seed = augment, num_workers, skeleton, seed
+        self.augmentation, self.num_workers, self.skeleton, self.seed = augmentation, num_workers, skeleton, seed
         self.max_train_cases, self.max_val_cases = max_train_cases, max_val_cases
         self.ignore_label = ignore_label
         self.ct_stats: dict | None = None
@@ -274,9 +256,12 @@ class SegmentationDataModule(L.LightningDataModule):
         self.val_cases = self.load_cases(val, "Tr")
 
     def train_dataloader(self) -> DataLoader:
-        ds = PatchDataset(self.train_cases, self.patch_size, self.fg_fraction, self.augment, self.dims,
+        ds = PatchDataset(self.train_cases, self.patch_size, self.fg_fraction, self.augmentation, self.dims,
                           self.skeleton, self.ignore_label, seed=self.seed)
-        return DataLoader(ds, sampler=EpochSampler(self.iterations * self.batch_size), batch_size=self.batch_size,
+        trainer = self.trainer  # None outside a Trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochSampler(self.iterations * self.batch_size, rank, world)
+        return DataLoader(ds, sampler=sampler, batch_size=self.batch_size,
                           num_workers=self.num_workers, drop_last=True, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:

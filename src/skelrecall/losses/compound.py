@@ -28,6 +28,7 @@ from .dice_ce import DiceCELoss
 class CompoundLoss(nn.Module):
     """``forward(logits, target, skeleton=None, loss_mask=None) -> (total, parts)``.
 
+    Computed in float32 with autocast off, whatever precision the network runs in.
     ``parts = {"generic": ..., "connectivity": ...}`` are detached scalars; the connectivity part
     is 0 when it is not computed (``w == 0`` or no connectivity loss). The connectivity loss gets
     ``skeleton`` if its ``target_kind`` is ``"skeleton"``, else the label map ``target``.
@@ -50,6 +51,12 @@ class CompoundLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, skeleton: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # float32 whatever the network's precision (bf16-mixed): softmax, the soft skeletons' pooling
+        # and the sums in the Dice/recall denominators lose too much in bfloat16
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return self._forward(logits.float(), target, skeleton, loss_mask)
+
+    def _forward(self, logits, target, skeleton, loss_mask):
         generic = self.generic(logits, target, loss_mask=loss_mask)
         if self.connectivity is None or self.w == 0:
             return generic, {"generic": generic.detach(), "connectivity": torch.zeros_like(generic.detach())}
