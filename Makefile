@@ -29,8 +29,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with EXTRAS (idempotent)
 
-test: install ## run the test suite
+test: install ## run the whole test suite (a few minutes on 2 cores)
 	$(BIN)/python -m pytest -q
+
+test-fast: install ## the fast tier for the inner loop (about a minute): everything but end-to-end runs
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install ## ruff: lint and format check (what CI runs)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: install ## ruff: fix what can be fixed and format the code
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
 
 data: install ## make a dataset: DATASET=synthetic_2d, or DATASET=drive RAW=/path/to/download
 	@if [ -n "$(RAW)" ]; then $(BIN)/skelrecall-data convert $(DATASET) --raw "$(RAW)"; \
@@ -58,4 +69,4 @@ clean: ## remove run folders and caches (keeps data/ and .venv)
 	rm -rf runs outputs multirun .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +
 
-.PHONY: help install test data train sweep evaluate report reproduce bench clean
+.PHONY: help install test test-fast lint format data train sweep evaluate report reproduce bench clean

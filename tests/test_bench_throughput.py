@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 import math
 
 import pandas as pd
 
 from skelrecall.bench import cli, throughput
 from skelrecall.bench.common import cpu_model
+
+pytestmark = pytest.mark.slow  # end-to-end: runs in subprocesses or many training steps
 
 
 def test_quick_throughput_writes_positive_numbers(tmp_path):

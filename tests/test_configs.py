@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skelrecall.paths import CONFIG_DIR
+from skelrecall.configs import CONFIG_DIR
 
 from .conftest import compose_train
 

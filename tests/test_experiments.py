@@ -13,7 +13,8 @@ import torch
 from omegaconf import OmegaConf
 
 from skelrecall.models import build_model, plan_unet
-from skelrecall.paths import CONFIG_DIR, REPO_DIR
+from skelrecall.configs import CONFIG_DIR
+from skelrecall.paths import REPO_DIR
 
 from .conftest import compose_train
 

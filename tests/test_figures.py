@@ -216,11 +216,3 @@ def test_overhead_figure_draws_one_line_per_loss_in_the_given_order(tmp_path: Pa
     with pytest.raises(F.FigureError, match="no rows"):
         F.overhead_figure(table.iloc[0:0], tmp_path / "empty.png")
     assert not (tmp_path / "empty.png").exists()
-
-
-def test_repo_root_walks_up(tmp_path: Path):
-    (tmp_path / "pyproject.toml").write_text("")
-    (tmp_path / "notebooks").mkdir()
-    assert F.repo_root(tmp_path / "notebooks") == tmp_path.resolve()
-    with pytest.raises(F.FigureError, match="pyproject.toml"):
-        F.repo_root("/")

@@ -15,6 +15,7 @@ def _verdicts(report: str) -> list[str]:
             and line.split(":")[0] in ("- MET", "- NOT MET", "- INFO")]
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_csv_report_and_figure_and_rebuilds_them(tmp_path):
     bench.run(out_dir=str(tmp_path), quick=True)
     table = pd.read_csv(tmp_path / "losses.csv")

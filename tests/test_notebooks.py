@@ -11,6 +11,8 @@ import nbclient
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.slow  # end-to-end: runs in subprocesses or many training steps
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BIN = Path(sys.executable).parent

@@ -6,6 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,7 @@ def test_console_scripts_and_make_targets():
     assert "make reproduce" in readme and "make test" in readme
 
 
+@pytest.mark.slow
 def test_built_wheel_trains_from_any_folder(tmp_path, tiny_root):
     """`pip install .` (a wheel, not editable) carries the configs: `skelrecall-train --cfg job` and a
     smoke run work from an empty folder outside the repository (dependencies: this environment's)."""

@@ -155,6 +155,7 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
     assert r"\textbf{56.25 $\pm$ 1.00}" in to_latex(rows, title="T")
 
 
+@pytest.mark.slow
 def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
     """A one-table plan (2 losses x 2 seeds on a tiny synthetic_roads): runs, table with paper values,
     spreads and paired tests; a second call skips every finished run; a changed config is refused
@@ -206,6 +207,7 @@ def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
     assert all("lr: 0.02" in (p.parent / "config.yaml").read_text() for p in runs.rglob("done"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_plan_resolves_every_run_as_skelrecall_train_does(spec, profile):
     """The plan composes each run through Hydra's compose API; skelrecall-train (--cfg job --resolve)

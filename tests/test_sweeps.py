@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import shutil
 import subprocess
@@ -11,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from skelrecall.report import collect_runs, make_report
+
+pytestmark = pytest.mark.slow  # end-to-end: runs in subprocesses or many training steps
 
 
 def _train(root: Path, *args: str) -> subprocess.CompletedProcess:

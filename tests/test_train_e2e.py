@@ -17,6 +17,8 @@ from skelrecall.train import run
 
 from .conftest import compose_train
 
+pytestmark = pytest.mark.slow  # end-to-end: runs in subprocesses or many training steps
+
 RUN_COLUMNS = {"dice", "cldice", "betti0_error", "betti1_error"}
 
 

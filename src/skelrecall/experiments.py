@@ -86,9 +86,27 @@ def run_overrides(run: dict[str, Any]) -> list[str]:
             f"loss.w={float(run['w'])}", f"seed={run['seed']}", f"fold={run['fold']}"]
 
 
+@lru_cache(maxsize=1024)
+def _composed(experiment: str, dataset: str, loss: str, profile: str, extra: tuple[str, ...]):
+    from skelrecall.configs import compose as compose_train
+
+    kept = tuple(o for o in extra if not o.lstrip("+~").startswith(("hydra.", "hydra/")))
+    return compose_train([f"experiment={experiment}", f"dataset={dataset}", f"loss={loss}", f"profile={profile}",
+                          *kept])
+
+
 def planned_config(run: dict[str, Any], profile: str, extra: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The resolved config ``skelrecall-train`` runs for ``run`` under ``profile`` and ``extra`` overrides."""
-    return compose_config((*run_overrides(run), f"profile={profile}", *extra))
+    """The resolved config ``skelrecall-train`` runs for ``run`` under ``profile`` and ``extra`` overrides
+    (what ``skelrecall-train <run_overrides(run)> profile=<profile> <extra>`` resolves; composed once per
+    experiment, dataset and loss, then seed, fold and w set, as the command line would)."""
+    from omegaconf import OmegaConf
+
+    cfg = _composed(run["experiment"], run["dataset"], run["loss"], profile, tuple(extra)).copy()
+    overridden = {o.split("=", 1)[0] for o in extra}
+    cfg.seed, cfg.fold = int(run["seed"]), int(run["fold"])
+    if "loss.w" not in overridden:
+        cfg.loss.w = float(run["w"])
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def run_state(config: dict[str, Any]) -> tuple[str, list[tuple[str, Any, Any]]]:

@@ -18,13 +18,13 @@ skeletons and missed pixels are computed in 3D first and projected afterwards.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from skelrecall.paths import REPO_DIR, work_root
 from skelrecall.io import atomic_write, read_image
 from skelrecall.skeleton import tubed_skeleton
 
@@ -169,25 +169,16 @@ class RunInfo:
     ending: str
 
 
-def _repo_root(start: Path) -> Path | None:
-    for folder in [start, *start.parents]:
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    return None
-
-
 def _resolve_dataset_root(run_dir: Path, cfg: dict, nnunet_raw: str | Path | None) -> Path:
     """``<nnunet_raw>/<dataset.folder>``; a relative ``paths.nnunet_raw`` of the run's config is tried
-    against the working directory, then the repository root above the run folder."""
+    against the work root (``$SKELRECALL_ROOT`` or the working directory), then the checkout."""
     try:
         folder = cfg["dataset"]["folder"]
         raw = Path(nnunet_raw) if nnunet_raw is not None else Path(cfg["paths"]["nnunet_raw"])
     except (KeyError, TypeError) as exc:
         raise FigureError(f"{run_dir / 'config.yaml'}: missing field {exc} "
                           "(need dataset.folder and paths.nnunet_raw)") from None
-    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw]
-    if not raw.is_absolute() and (root := _repo_root(run_dir.resolve())) is not None:
-        candidates.append(root / raw)
+    candidates = [raw] if raw.is_absolute() else list(dict.fromkeys([work_root().resolve() / raw, REPO_DIR / raw]))
     for base in candidates:
         if (base / folder / "dataset.json").is_file():
             return base / folder
@@ -426,13 +417,3 @@ def overhead_vs_classes(losses_csv: Path, out: Path) -> Path:
     table = pd.read_csv(losses_csv)
     _check_overhead_table(table, str(losses_csv))
     return overhead_figure(table, out)
-
-
-def repo_root(start: str | Path | None = None) -> Path:
-    """The repository root: the first folder from ``start`` (default: the working directory) upwards
-    that holds ``pyproject.toml`` (notebooks run from the root or from ``notebooks/``)."""
-    start = Path(start or os.getcwd()).resolve()
-    root = _repo_root(start)
-    if root is None:
-        raise FigureError(f"no pyproject.toml in {start} or above; run from inside the repository")
-    return root

@@ -1,6 +1,6 @@
 """Where the project's files are: the Hydra configs, the plan and the working root.
 
-- ``CONFIG_DIR``: the Hydra config tree, shipped inside the package (``skelrecall.configs``; the
+- The Hydra config tree is ``skelrecall.configs.CONFIG_DIR`` (shipped inside the package; the
   checkout's top-level ``configs`` links there), so an installed package trains from any folder.
 - ``REPO_DIR``: the checkout (``experiments/`` with the plan and the paper's numbers, ``reports/``).
 - ``work_root()``: the folder that holds ``data/``, ``runs/`` and ``reports/``: ``$SKELRECALL_ROOT``
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from skelrecall.configs import CONFIG_DIR
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parents[1]          # src/skelrecall -> the checkout (editable installs)

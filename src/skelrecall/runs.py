@@ -4,6 +4,7 @@ Layout (``runs/<profile>/<experiment>/<dataset>/<backbone>/<loss>/w=<w>/seed=<s>
 
     config.yaml          the resolved config (written first; its identity hash names what the run is)
     environment.json     git commit and dirty flag, package versions, machine; ``attempts``: one per start
+    preprocessing.json   normalization scheme and statistics, channels, file ending (skelrecall-predict)
     .lock                held (``flock``) by the process working on the run; holds its pid, host and start
     checkpoints/         last.ckpt and epoch=<e>-step=<s>.ckpt, each with a ``.sha256`` beside it
     csv/attempt_<k>/     metrics.csv of each start        wandb/, wandb_id.txt   the W&B run
@@ -49,7 +50,7 @@ IGNORED_KEYS = ("paths", "run_dir", "force", "logger", "torch_threads", "data.nu
                 "evaluation.num_workers", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
                 "trainer.enable_model_summary", "dataset.create", "dataset.stand_in")
 #: everything a run writes (``force=true`` removes all of it; Hydra's ``.hydra/`` and log stay)
-OUTPUTS = ("config.yaml", "environment.json", "checkpoints", "csv", "wandb", "wandb_id.txt", "predictions",
+OUTPUTS = ("config.yaml", "environment.json", "preprocessing.json", "checkpoints", "csv", "wandb", "wandb_id.txt", "predictions",
            "predictions.partial", "per_case.csv", "summary.json", "done", "failed", "interrupted")
 CHECKSUM = ".sha256"
 _EPOCH_CKPT = re.compile(r"^epoch=(\d+)-step=(\d+)\.ckpt$")

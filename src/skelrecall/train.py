@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import skelrecall.configs  # noqa: F401  (registers the configs' resolvers before Hydra composes)
 from skelrecall.data.layout import DatasetLayout, DatasetLayoutError
-from skelrecall.io import atomic_write, write_image
+from skelrecall.io import atomic_write, write_image, write_json
 from skelrecall.runs import CheckpointError, RunConflictError, RunDir, rank_zero
 
 
@@ -189,6 +189,8 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
         max_train_cases=cfg.data.max_train_cases, max_val_cases=cfg.data.max_val_cases,
         skeleton=loss.needs_skeleton, ignore_label=cfg.dataset.ignore_label, seed=int(cfg.seed))
     datamodule.setup("fit")  # reads and checks the training and validation labels
+    if rank_zero():
+        write_json(run_dir / "preprocessing.json", datamodule.preprocessing())  # for skelrecall-predict
     cases, split = evaluation_cases(cfg, layout, datamodule)
     for case in cases:
         layout.image_files(case, split)  # the evaluation cases' files exist ...

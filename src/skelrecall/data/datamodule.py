@@ -94,9 +94,21 @@ def ct_statistics(images: list[np.ndarray], labels: list[np.ndarray], rng: np.ra
 
 
 def ct_normalize(image: np.ndarray, stats: dict) -> np.ndarray:
+    """Clip each channel to ``[low, high]``, then ``(x - mean) / std`` (nnU-Net's CT normalization)."""
     shape = (-1,) + (1,) * (image.ndim - 1)
-    clipped = np.clip(image, stats["low"].reshape(shape), stats["high"].reshape(shape))
-    return (clipped - stats["mean"].reshape(shape)) / np.maximum(stats["std"].reshape(shape), 1e-8)
+    low, high, mean, std = (np.asarray(stats[k], dtype=np.float64).reshape(shape) for k in ("low", "high", "mean", "std"))
+    return (np.clip(image, low, high) - mean) / np.maximum(std, 1e-8)
+
+
+def normalize(image: np.ndarray, scheme: str, ct_stats: dict | None = None) -> np.ndarray:
+    """``image`` (``(C, *spatial)``) normalized with ``scheme``: ``zscore`` or ``ct`` (needs ``ct_stats``)."""
+    if scheme == "zscore":
+        return zscore(image)
+    if scheme == "ct":
+        if ct_stats is None:
+            raise ValueError("normalization 'ct' needs the training foreground statistics")
+        return ct_normalize(image, ct_stats)
+    raise ValueError(f"normalization must be 'zscore' or 'ct', got {scheme!r}")
 
 
 def without_ignore(label: np.ndarray, ignore_label: int | None) -> np.ndarray:
@@ -235,12 +247,20 @@ class SegmentationDataModule(L.LightningDataModule):
         for (name, image, meta), label in zip(raw, labels):
             if image.shape[1:] != label.shape[1:]:
                 raise ValueError(f"case {name}: image shape {image.shape[1:]} != label shape {label.shape[1:]}")
-            image = zscore(image) if self.normalization == "zscore" else ct_normalize(image, self.ct_stats)
+            image = normalize(image, self.normalization, self.ct_stats)
             coords = np.argwhere(self.foreground(label[0]))
             if len(coords) > MAX_FG_COORDS:
                 coords = coords[rng.choice(len(coords), MAX_FG_COORDS, replace=False)]
             cases.append(Case(name, image.astype(np.float32), label, meta, coords))
         return cases
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What turns a raw image into network input (``preprocessing.json`` of a run; ``skelrecall-predict``
+        reads it): the normalization scheme, the CT statistics of the training foreground (per channel),
+        the number of input channels and the dataset's file ending."""
+        stats = None if self.ct_stats is None else {k: np.asarray(v).tolist() for k, v in self.ct_stats.items()}
+        return {"normalization": self.normalization, "ct_statistics": stats, "dims": self.dims,
+                "in_channels": self.layout.num_channels, "file_ending": self.layout.file_ending}
 
     def foreground(self, label: np.ndarray) -> np.ndarray:
         """Foreground voxels (label > 0, the ignore label excluded)."""

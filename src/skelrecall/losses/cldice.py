@@ -87,7 +87,7 @@ def cldice_from_skeletons(pred: torch.Tensor, true: torch.Tensor, skel_pred: tor
     return (1.0 - 2.0 * tprec * tsens / (tprec + tsens)).mean()
 
 
-class _ClDiceBase(nn.Module):
+class ClDiceBase(nn.Module):
     """Shared input handling: probabilities and one-hot truth of the counted (foreground) classes."""
 
     target_kind = "label"
@@ -129,7 +129,7 @@ class _ClDiceBase(nn.Module):
                                      batch_dice=self.batch_dice, mask=mask)
 
 
-class SoftclDiceLoss(_ClDiceBase):
+class SoftclDiceLoss(ClDiceBase):
     """clDice loss with soft skeletons. ``forward(logits, target, loss_mask=None)``.
 
     Args:

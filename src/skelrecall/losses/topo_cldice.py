@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from .cldice import _ClDiceBase, cldice_from_skeletons
+from .cldice import ClDiceBase, cldice_from_skeletons
 from .topo_skeleton import topo_skeletonize
 
 
-class TopoClDiceLoss(_ClDiceBase):
+class TopoClDiceLoss(ClDiceBase):
     """clDice with Menten et al.'s skeletonization. ``forward(logits, target, loss_mask=None)``.
 
     Args:
