@@ -20,7 +20,7 @@ LAYERS = {
     "skelrecall.data.converters": 2, "skelrecall.data.synthetic": 2,
     # one run: data module, inference, evaluation, the run folder, the LightningModule
     "skelrecall.data.datamodule": 3, "skelrecall.inference": 3, "skelrecall.evaluate": 3,
-    "skelrecall.runs": 3, "skelrecall.resume": 3, "skelrecall.module": 3,
+    "skelrecall.runs": 3, "skelrecall.resume": 3, "skelrecall.module": 3, "skelrecall.progress": 3,
     # entry points for one run, and the plan
     "skelrecall.train": 4, "skelrecall.experiments": 4, "skelrecall.predict": 4,
     # what is drawn and tabulated from runs

@@ -10,6 +10,7 @@ Layout (``runs/<profile>/<experiment>/<dataset>/<backbone>/<loss>/w=<w>/seed=<s>
     csv/attempt_<k>/     metrics.csv of each start        wandb/, wandb_id.txt   the W&B run
     predictions/         whole-image label maps (written to predictions.partial/, moved when complete)
     per_case.csv, summary.json   the evaluation (skelrecall.evaluate)
+    validation/          with an ``objective`` (sweepers): the validation fold's predictions and scores
     done                 written last: JSON with the config hash, train time, headline metrics
     failed               JSON: error, traceback and the command-line overrides of a run that crashed
     interrupted          JSON: a run stopped by Ctrl-C (rerun the same command to resume)
@@ -51,7 +52,7 @@ IGNORED_KEYS = ("paths", "run_dir", "force", "logger", "torch_threads", "data.nu
                 "trainer.enable_model_summary", "dataset.create", "dataset.stand_in")
 #: everything a run writes (``force=true`` removes all of it; Hydra's ``.hydra/`` and log stay)
 OUTPUTS = ("config.yaml", "environment.json", "preprocessing.json", "checkpoints", "csv", "wandb", "wandb_id.txt", "predictions",
-           "predictions.partial", "per_case.csv", "summary.json", "done", "failed", "interrupted")
+           "predictions.partial", "per_case.csv", "summary.json", "validation", "done", "failed", "interrupted")
 CHECKSUM = ".sha256"
 _EPOCH_CKPT = re.compile(r"^epoch=(\d+)-step=(\d+)\.ckpt$")
 

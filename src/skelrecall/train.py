@@ -18,6 +18,7 @@ command-line overrides; both resume when the same command is run again.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -123,7 +124,7 @@ def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Pat
     staging = out_dir.with_name(out_dir.name + ".partial")  # moved into place only when complete
     shutil.rmtree(staging, ignore_errors=True)
     empty = 0
-    for name in tqdm(cases, desc="predicting", unit="case"):
+    for name in tqdm(cases, desc="predicting", unit="case", disable=None, leave=False):  # a bar on terminals only
         case = datamodule.load_cases([name], split)[0]  # one at a time: whole volumes can be large
         image = torch.from_numpy(case.image)[None].to(device)
         pred = predict_labels(module.model, image, cfg.data.patch_size, **cfg.inference).cpu().numpy()
@@ -167,7 +168,10 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
     from skelrecall.losses import build_loss
     from skelrecall.models import build_model
     from skelrecall.module import SegmentationModule
+    from skelrecall.progress import EpochLine, quiet_logging
     from skelrecall.resume import AtomicCheckpointIO, RandomStateCallback
+
+    quiet_logging()
 
     # --- everything that can fail on the inputs, before any training -------------------------
     check_config(cfg)
@@ -205,12 +209,15 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
                                   save_on_train_epoch_end=True,  # every epoch, whatever the validation interval
                                   enable_version_counter=False)
     loggers = build_loggers(cfg, run_dir.path) if rank_zero() else []
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_args["enable_progress_bar"] = bar = bool(trainer_args.get("enable_progress_bar")) and sys.stdout.isatty()
+    callbacks = [checkpoints, RandomStateCallback()] + ([] if bar or not rank_zero() else [EpochLine(cfg.run_name)])
+    if resume_from is not None and rank_zero():
+        print(f"[skelrecall] {run_dir.path}: resuming from {resume_from.name}")
     # use_distributed_sampler=False: with several processes each draws its own training keys (EpochSampler)
     # and validates every validation case, so val/dice is the same full-set value on every rank
-    trainer = L.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), default_root_dir=str(run_dir.path),
-                        use_distributed_sampler=False,
-                        callbacks=[checkpoints, RandomStateCallback()], plugins=[AtomicCheckpointIO()],
-                        logger=loggers or False)
+    trainer = L.Trainer(**trainer_args, default_root_dir=str(run_dir.path), use_distributed_sampler=False,
+                        callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=loggers or False)
     try:
         return _fit_predict_evaluate(cfg, run_dir, config, trainer, module, datamodule, cases, split, loggers,
                                      resume_from)
@@ -258,6 +265,13 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
     summary = evaluate_folder(pred_dir, layout.root / f"labels{split}", run_dir.path,
                               dataset_json=layout.root / "dataset.json", cases=cases, mask_dir=masks,
                               num_workers=int(cfg.evaluation.num_workers))
+    val_cases = [c.name for c in datamodule.val_cases]
+    if cfg.get("objective") and (split, cases) != ("Tr", val_cases):  # a test-set dataset: score the validation fold
+        predict_cases(module, datamodule, val_cases, "Tr", run_dir / "validation" / "predictions", cfg)
+        evaluate_folder(run_dir / "validation" / "predictions", layout.root / "labelsTr", run_dir / "validation",
+                        dataset_json=layout.root / "dataset.json", cases=val_cases,
+                        mask_dir=layout.root / f"{fov}Tr" if masks is not None else None,
+                        num_workers=int(cfg.evaluation.num_workers))
     headline = {k: v["mean"] for k, v in summary["headline"].items()}
     for logger in loggers:
         logger.log_metrics({f"test/{k}": v for k, v in headline.items() if v is not None})
@@ -274,6 +288,21 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
     return summary
 
 
+def objective_value(cfg: DictConfig, run_dir: RunDir) -> float | None:
+    """The validation metric a sweeper optimizes (``objective.metric``: mean over the fold's validation
+    cases, never the test set); None without an objective."""
+    if not cfg.get("objective"):
+        return None
+    path = run_dir / "validation" / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else run_dir.summary()  # cross-validation: the same cases
+    value = summary["headline"].get(cfg.objective.metric, {}).get("mean")
+    if value is None:
+        raise ConfigError(f"objective.metric {cfg.objective.metric!r} is not in {path}; "
+                          f"available: {', '.join(summary['headline'])}")
+    print(f"[skelrecall] {run_dir.path}: objective validation {cfg.objective.metric} = {value:.4g}")
+    return float(value)
+
+
 def _overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
@@ -281,10 +310,11 @@ def _overrides() -> list[str]:
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")  # skelrecall/configs
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     run_dir = RunDir(cfg.run_dir)
     try:
         run(cfg)
+        return objective_value(cfg, run_dir) if rank_zero() else None
     except RunConflictError as exc:  # nothing of the folder was touched: no marker
         _exit(exc, code=2)
     except Interrupted:
