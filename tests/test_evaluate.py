@@ -234,3 +234,99 @@ def test_labels_come_from_dataset_json_and_unreadable_files_are_named(tmp_path):
     write_dataset_json(tmp_path, channel_names={0: "x"}, labels=BINARY, num_training=3, file_ending=".nii.gz")
     with pytest.raises(EvaluationError, match="case c1: .*cannot be read"):
         evaluate_folder(pred_dir, labels_dir, tmp_path / "out")
+
+
+# --- robustness: temporary files, dataset.json errors, partial folders ---------------------------
+
+
+def test_temporary_files_in_either_folder_are_ignored(tmp_path):
+    labels_dir, pred_dir = _binary_folder(tmp_path)
+    lab = np.zeros((10, 10, 10), np.uint8)
+    # what an interrupted atomic_write leaves behind, in both folders
+    write_image(pred_dir / ".c9.nii.gz.abc123.tmp.nii.gz", lab)
+    write_image(labels_dir / ".c8.nii.gz.tmpXYZ.nii.gz", lab)
+    (pred_dir / "c7.nii.gz.tmp1.nii.gz").write_bytes(b"half-written")
+    summary = evaluate_folder(pred_dir, labels_dir, tmp_path / "out", labels=BINARY, metrics="dice")
+    assert summary["n_cases"] == 3
+    assert list(pd.read_csv(tmp_path / "out" / "per_case.csv")["case"]) == ["c0", "c1", "c2"]
+
+
+def test_dataset_json_errors_name_the_file_key_and_line(tmp_path):
+    labels_dir, pred_dir = _binary_folder(tmp_path)
+    path = tmp_path / "dataset.json"
+    path.write_text('{\n  "labels": {"background": 0,\n  "vessel": 1,\n}\n')  # trailing comma
+    with pytest.raises(EvaluationError, match=r"dataset\.json: not valid JSON: .* at line 4"):
+        evaluate_folder(pred_dir, labels_dir, tmp_path / "out")
+    path.write_text(json.dumps({"file_ending": ".nii.gz", "channel_names": {"0": "CT"}}))
+    with pytest.raises(EvaluationError, match=r"dataset\.json: no 'labels' key \(keys: channel_names, file_ending\)"):
+        evaluate_folder(pred_dir, labels_dir, tmp_path / "out")
+    path.write_text(json.dumps({"labels": ["background", "vessel"]}))
+    with pytest.raises(EvaluationError, match=r"dataset\.json: 'labels' must map class names to values.*got a list"):
+        evaluate_folder(pred_dir, labels_dir, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_metric_names_list_the_available_ones(tmp_path, capsys):
+    labels_dir, pred_dir = _binary_folder(tmp_path)
+    with pytest.raises(EvaluationError, match=r"unknown metric\(s\) dise; available: dice, cldice, betti"):
+        evaluate_folder(pred_dir, labels_dir, tmp_path / "out", labels=BINARY, metrics="dise,betti")
+    write_dataset_json(tmp_path, channel_names={0: "x"}, labels=BINARY, num_training=3, file_ending=".nii.gz")
+    code = main(["--pred", str(pred_dir), "--labels", str(labels_dir), "--metrics", "hausdorff"])
+    assert code == 2 and "unknown metric(s) hausdorff; available: dice" in capsys.readouterr().err
+
+
+def test_cases_from_pred_scores_a_partial_folder_through_the_cli(tmp_path, capsys):
+    labels_dir, pred_dir = _binary_folder(tmp_path, n=5)
+    write_dataset_json(tmp_path, channel_names={0: "x"}, labels=BINARY, num_training=5, file_ending=".nii.gz")
+    for i in (1, 3, 4):
+        (pred_dir / f"c{i}.nii.gz").unlink()
+    out = tmp_path / "out"
+    args = ["--pred", str(pred_dir), "--labels", str(labels_dir), "--out", str(out), "--workers", "1"]
+    assert main(args) == 2 and "no prediction for cases c1, c3, c4" in capsys.readouterr().err
+    assert main([*args, "--cases-from-pred", "--metrics", "dice,betti"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 cases" in printed and "3 label cases without a prediction left out: c1, c3, c4" in printed
+    per_case = pd.read_csv(out / "per_case.csv")
+    assert list(per_case["case"]) == ["c0", "c2"]
+    assert list(per_case.columns) == ["case", *columns(3, ["dice", "betti"])]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["left_out"] == {"n": 3, "cases": ["c1", "c3", "c4"]}
+    assert summary["metrics"] == ["dice", "betti"] and "cldice" not in summary["headline"]
+    # a prediction without a label is still an error
+    write_image(pred_dir / "stray.nii.gz", np.zeros((10, 10, 10), np.uint8))
+    assert main([*args, "--cases-from-pred"]) == 2 and "no label for predicted cases stray" in capsys.readouterr().err
+
+
+def test_nifti_spacing_reaches_the_surface_distances(tmp_path):
+    labels_dir, pred_dir = tmp_path / "labels", tmp_path / "pred"
+    gt = np.zeros((12, 12, 12), np.uint8)
+    gt[4:8, 4:8, 2:6] = 1
+    pred = np.roll(gt, 3, axis=2)  # shifted along the array's last axis = NIfTI x
+    affine = np.diag([0.5, 2.0, 3.0, 1.0])  # x, y, z zooms
+    write_image(labels_dir / "a.nii.gz", gt, {"affine": affine})
+    write_image(pred_dir / "a.nii.gz", pred, {"affine": affine})
+    summary = evaluate_folder(pred_dir, labels_dir, tmp_path / "out", labels=BINARY, metrics="hd95,assd")
+    row = pd.read_csv(tmp_path / "out" / "per_case.csv").iloc[0]
+    # every surface voxel of one box is 3 voxels * 0.5 (x spacing) or less from the other's surface
+    assert row["hd95"] == pytest.approx(1.5)
+    assert 0 < row["assd"] <= 1.5
+    assert summary["headline"]["hd95"]["mean"] == pytest.approx(1.5)
+
+
+def test_cases_stream_and_only_get_checked_after_a_problem(tmp_path, monkeypatch):
+    import skelrecall.evaluate as ev
+
+    labels_dir, pred_dir = _binary_folder(tmp_path, n=4)
+    write_image(pred_dir / "c1.nii.gz", np.zeros((10, 10, 9), np.uint8))  # a bad case early on
+    seen = []
+    real = ev._process_job
+
+    def spy(job):
+        seen.append((job["case"], job["check_only"]))
+        return real(job)
+
+    monkeypatch.setattr(ev, "_process_job", spy)
+    with pytest.raises(EvaluationError, match="case c1: prediction shape"):
+        evaluate_folder(pred_dir, labels_dir, tmp_path / "out", labels=BINARY, num_workers=1, metrics="dice")
+    assert seen == [("c0", False), ("c1", False), ("c2", True), ("c3", True)]
+    assert not (tmp_path / "out").exists()

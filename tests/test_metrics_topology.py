@@ -1,7 +1,5 @@
 """Betti numbers: known answers, and equality with gudhi's cubical persistent homology."""
 
-import time
-
 import gudhi
 import numpy as np
 import pytest
@@ -148,9 +146,7 @@ def test_euler_characteristic_is_exact_across_slab_boundaries():
 def test_metrics_benchmark_quick_run(tmp_path):
     from skelrecall.bench import metrics as bench
 
-    start = time.perf_counter()
     bench.run(out_dir=str(tmp_path), quick=True)
-    assert time.perf_counter() - start < 20
     md = (tmp_path / "metrics.md").read_text()
     assert "identical" in md and "CPU" in md
     assert (tmp_path / "metrics.csv").read_text().count("\n") >= 4

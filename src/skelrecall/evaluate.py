@@ -2,11 +2,19 @@
 
 Files are paired by case name in the nnU-Net v2 way: the label of case ``CASE`` is
 ``label_dir/CASE<ending>`` and its prediction ``pred_dir/CASE<ending>`` (optional field-of-view
-mask: ``mask_dir/CASE<ending>``, nonzero = evaluated, zero = ignored). Everything is checked before
-any metric is computed (missing cases on either side, shape mismatches, label values outside the
-label map, unreadable files); every problem is reported with its case name. Cases are then
-evaluated in parallel worker processes with :func:`skelrecall.metrics.evaluate_case`, and both
-outputs are written atomically.
+mask: ``mask_dir/CASE<ending>``, nonzero = evaluated, zero = ignored). Files whose names start with
+``.`` or contain ``.tmp`` (left by an interrupted atomic write) are not cases and are ignored.
+Missing cases on either side are reported before any file is read. Cases then stream through
+worker processes (at most two per worker in flight, so memory stays bounded), each file read
+once: a worker checks its case (shapes, label values outside the label map, unreadable files) and
+evaluates it with :func:`skelrecall.metrics.evaluate_case`; once any case has a problem the
+remaining cases are only checked. Every problem is reported with its case name, and then nothing
+is written; otherwise both outputs are written atomically.
+
+``metrics`` selects the metrics (:mod:`skelrecall.metrics.registry`; default: every installed
+default metric). ``cases="pred"`` scores exactly the cases that have a prediction and lists the
+label cases left out. Surface distances use the voxel spacing of each label file (NIfTI: the
+header zooms, as given by the affine's column norms; PNG/NumPy: 1).
 
 ``summary.json``::
 
@@ -14,13 +22,15 @@ outputs are written atomically.
      "headline": {metric: {"mean", "std", "n"}},          # the headline rows (binary: the class row,
                                                           # multi-class: the per-case class means)
      "per_class": {name: {metric: {"mean", "std", "n"}}}, # per-class rows, one entry per class seen
-     "merged": {metric: {...}}}                           # multi-class only: the union of all classes
+     "merged": {metric: {...}},                           # multi-class only: the union of all classes
+     "metrics": [...],                                    # the selected metrics
+     "left_out": {"n": K, "cases": [...]}}                # cases="pred" only: labels without prediction
 
 ``mean`` and ``std`` (sample standard deviation, ``ddof=1``) are taken over the cases whose value
 is not NaN, ``n`` counts them; ``null`` stands for an undefined value (no case, or ``std`` of one).
 
 CLI: ``skelrecall-evaluate --pred DIR --labels DIR [--dataset-json F] [--masks DIR] [--out DIR]
-[--workers N]``.
+[--workers N] [--metrics dice,cldice,betti,...] [--cases-from-pred]``.
 """
 
 from __future__ import annotations
@@ -30,9 +40,9 @@ import json
 import math
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +51,9 @@ from tqdm import tqdm
 from skelrecall.data.layout import write_json
 from skelrecall.io import ENDINGS, ImageReadError, atomic_write, read_image
 from skelrecall.metrics.case import as_label_map, check_values, columns, evaluate_case, foreground_classes
+from skelrecall.metrics.registry import COLUMNS, resolve, summary_columns
 
-METRICS = ["dice", "cldice", "betti0_error", "betti1_error", "betti2_error"]
+METRICS = [name for name, c in COLUMNS.items() if c.summarized]  # summary.json metrics, registry order
 MAX_LISTED = 20
 
 
@@ -61,31 +72,55 @@ def headline_rows(per_case: pd.DataFrame) -> pd.DataFrame:
 def load_labels(
     labels: dict[str, int] | None, dataset_json: str | os.PathLike | None, label_dir: Path
 ) -> tuple[dict[str, int], dict[str, Any]]:
-    """``(labels, dataset.json content)``: the given labels, or the ``labels`` of ``dataset.json``."""
+    """``(labels, dataset.json content)``: the given labels, or the ``labels`` of ``dataset.json``.
+
+    Errors name the file: malformed JSON (with line and column), a missing ``labels`` key, labels
+    that are not a name -> value mapping.
+    """
     path = Path(dataset_json) if dataset_json is not None else label_dir.parent / "dataset.json"
     meta: dict[str, Any] = {}
     if path.is_file():
         try:
             meta = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise EvaluationError(f"{path}: not valid JSON ({exc})") from exc
+            raise EvaluationError(
+                f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EvaluationError(f"{path}: cannot be read ({exc})") from None
+        if not isinstance(meta, dict):
+            raise EvaluationError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     elif dataset_json is not None:
         raise EvaluationError(f"{path}: dataset.json not found")
+    source = "the labels argument"
     if labels is None:
-        if "labels" not in meta:
+        if not meta:
             raise EvaluationError(
                 f"no label map: pass labels, or a dataset.json with a 'labels' key (looked for {path})"
             )
-        labels = meta["labels"]
+        if "labels" not in meta:
+            raise EvaluationError(f"{path}: no 'labels' key (keys: {', '.join(sorted(meta)) or 'none'})")
+        labels, source = meta["labels"], f"{path}: 'labels'"
+    if not isinstance(labels, dict):
+        raise EvaluationError(
+            f"{source} must map class names to values (nnU-Net v2, e.g. {{\"background\": 0, \"vessel\": 1}}), "
+            f"got a {type(labels).__name__}: {str(labels)[:80]}"
+        )
     try:
         foreground_classes(labels)
     except ValueError as exc:
-        raise EvaluationError(f"bad label map: {exc}") from exc
+        raise EvaluationError(f"bad label map ({source}): {exc}") from exc
     return {k: int(v) for k, v in labels.items()}, meta
 
 
+def is_temporary(name: str) -> bool:
+    """Whether a file name is a temporary/hidden file, not a case (``.x.png``, ``a.png.tmp123``)."""
+    return name.startswith(".") or ".tmp" in name
+
+
 def _infer_ending(folder: Path) -> str:
-    found = {e for p in folder.iterdir() if p.is_file() for e in ENDINGS if p.name.endswith(e)}
+    found = {e for p in folder.iterdir() if p.is_file() and not is_temporary(p.name) for e in ENDINGS
+             if p.name.endswith(e)}
     if len(found) != 1:
         raise EvaluationError(
             f"{folder}: cannot infer the file ending (found {sorted(found) or 'no image files'}); "
@@ -95,7 +130,7 @@ def _infer_ending(folder: Path) -> str:
 
 
 def _cases(folder: Path, ending: str) -> dict[str, Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(ending))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(ending) and not is_temporary(p.name))
     return {p.name[: -len(ending)]: p for p in files}
 
 
@@ -104,32 +139,51 @@ def _listed(names: list[str]) -> str:
     return shown + (f" ... ({len(names)} in all)" if len(names) > MAX_LISTED else "")
 
 
-def _read_label_map(path: Path, what: str) -> np.ndarray:
-    array, _ = read_image(path)
+def _read_label_map(path: Path, what: str) -> tuple[np.ndarray, dict[str, Any]]:
+    array, meta = read_image(path)
     if path.name.endswith(".png") and array.ndim == 3:
         raise ValueError(
             f"{what} {path.name} has {array.shape[-1]} channels; expected a single-channel label map"
         )
-    return as_label_map(array, f"{what} {path.name}")
+    return as_label_map(array, f"{what} {path.name}"), meta
 
 
-def _load_case(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    pred = _read_label_map(Path(job["pred"]), "prediction")
-    gt = _read_label_map(Path(job["gt"]), "label")
+def spacing_of(meta: dict[str, Any], ndim: int) -> tuple[float, ...] | None:
+    """Voxel spacing in array axis order from ``read_image``'s meta (None: unknown, i.e. 1).
+
+    NIfTI: ``meta["zooms"]`` if present, else the column norms of the affine (the header zooms of
+    a consistent file); both are in nibabel's (x, y, z) order and are reversed, as the array is.
+    """
+    zooms = meta.get("zooms")
+    if zooms is None and meta.get("affine") is not None:
+        affine = np.asarray(meta["affine"], dtype=float)
+        zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if zooms is None:
+        return None
+    zooms = [float(z) for z in zooms]
+    return tuple(zooms[:ndim][::-1]) if len(zooms) >= ndim else None
+
+
+def _load_case(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple | None]:
+    pred, _ = _read_label_map(Path(job["pred"]), "prediction")
+    gt, meta = _read_label_map(Path(job["gt"]), "label")
     ignore = None
     if job.get("mask"):
         fov, _ = read_image(job["mask"])
         ignore = np.asarray(fov) == 0
-    return pred, gt, ignore
+    return pred, gt, ignore, spacing_of(meta, gt.ndim)
 
 
-def _check_case(job: dict[str, Any]) -> list[str]:
-    """Problems of one case (each message starts with the case name); empty if it can be evaluated."""
+def _process_job(job: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """``(problems, rows)`` of one case: read once, checked, and evaluated unless ``check_only``.
+
+    Each problem starts with the case name; rows carry the ``case`` column.
+    """
     case = job["case"]
     try:
-        pred, gt, ignore = _load_case(job)
+        pred, gt, ignore, spacing = _load_case(job)
     except (ImageReadError, ValueError) as exc:
-        return [f"case {case}: {exc}"]
+        return [f"case {case}: {exc}"], []
     problems = []
     if pred.shape != gt.shape:
         problems.append(f"case {case}: prediction shape {pred.shape} differs from label shape {gt.shape}")
@@ -137,34 +191,48 @@ def _check_case(job: dict[str, Any]) -> list[str]:
         problems.append(f"case {case}: expected a 2D or 3D label map, got shape {gt.shape}")
     if ignore is not None and ignore.shape != gt.shape:
         problems.append(f"case {case}: mask shape {ignore.shape} differs from label shape {gt.shape}")
-    problems += [f"case {case}: {p}" for p in check_values(pred, gt, job["labels"])]
-    return problems
-
-
-def _evaluate_job(job: dict[str, Any]) -> list[dict[str, Any]]:
+    if problems or job.get("check_only"):
+        if pred.shape == gt.shape:
+            problems += [f"case {case}: {p}" for p in check_values(pred, gt, job["labels"])]
+        return problems, []
     try:
-        pred, gt, ignore = _load_case(job)
-        rows = evaluate_case(pred, gt, job["labels"], ignore_mask=ignore)
-    except (ImageReadError, ValueError) as exc:  # e.g. a file changed after the checks
-        raise EvaluationError(f"case {job['case']}: {exc}") from None
-    return [{"case": job["case"], **row} for row in rows]
+        rows = evaluate_case(pred, gt, job["labels"], ignore_mask=ignore, metrics=job["metrics"], spacing=spacing)
+    except ValueError as exc:  # label values outside the label map, a bad spacing, a metric's limit
+        return [f"case {case}: {exc}"], []
+    return [], [{"case": case, **row} for row in rows]
 
 
-def _run_parallel(fn: Callable, jobs: list[dict], workers: int, desc: str) -> list:
-    """``[fn(job) for job in jobs]`` (in job order), in ``workers`` processes, with a progress bar."""
+def _stream(jobs: list[dict], workers: int, desc: str) -> list[tuple[list[str], list[dict]]]:
+    """``[_process_job(job) for job in jobs]`` (in job order) in ``workers`` processes.
+
+    At most ``2 * workers`` cases are in flight (bounded memory); once a case reports a problem,
+    the cases not yet started are only checked (``check_only``), so the run fails fast but still
+    names every problem.
+    """
     results: list = [None] * len(jobs)
+    failed = False
     bar = tqdm(total=len(jobs), desc=desc, unit="case", file=sys.stderr, disable=None)
     try:
         if workers <= 1 or len(jobs) <= 1:
             for i, job in enumerate(jobs):
-                results[i] = fn(job)
+                results[i] = _process_job({**job, "check_only": failed})
+                failed = failed or bool(results[i][0])
                 bar.update()
             return results
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(fn, job): i for i, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
+            pending: dict = {}
+            next_job = 0
+            while next_job < len(jobs) or pending:
+                while next_job < len(jobs) and len(pending) < 2 * workers:
+                    future = pool.submit(_process_job, {**jobs[next_job], "check_only": failed})
+                    pending[future] = next_job
+                    next_job += 1
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    i = pending.pop(future)
+                    results[i] = future.result()
+                    failed = failed or bool(results[i][0])
+                    bar.update()
         return results
     finally:
         bar.close()
@@ -180,7 +248,7 @@ def _stats(values: pd.Series) -> dict[str, Any]:
 
 def summarize(per_case: pd.DataFrame, labels: dict[str, int]) -> dict[str, Any]:
     """The ``summary.json`` content of a ``per_case`` table (see the module docstring)."""
-    metrics = [m for m in METRICS if m in per_case.columns]
+    metrics = summary_columns(list(per_case.columns))
     head = headline_rows(per_case)
     summary: dict[str, Any] = {
         "n_cases": int(per_case["case"].nunique()),
@@ -210,21 +278,30 @@ def evaluate_folder(
     file_ending: str | None = None,
     mask_dir: str | os.PathLike | None = None,
     num_workers: int | None = None,
-    cases: list[str] | None = None,
+    cases: list[str] | str | None = None,
+    metrics: str | list[str] | None = None,
 ) -> dict[str, Any]:
-    """Score every case of ``pred_dir`` against ``label_dir`` (or only ``cases``, e.g. the
-    validation fold of a cross-validated dataset whose labels all lie in ``labelsTr``); write ``out_dir/per_case.csv`` and
+    """Score the cases of ``pred_dir`` against ``label_dir``; write ``out_dir/per_case.csv`` and
     ``out_dir/summary.json``; return the summary.
 
-    ``labels`` (name -> value, nnU-Net style) default to the ``labels`` of ``dataset_json``, which
-    defaults to ``label_dir/../dataset.json``. ``file_ending`` defaults to the dataset.json's, else
-    to the single supported ending found in ``label_dir``. Raises :class:`EvaluationError` naming
-    every problem (and its case) before any metric is computed.
+    ``cases``: None (every label case must have a prediction), a list of case names (e.g. the
+    validation fold of a cross-validated dataset whose labels all lie in ``labelsTr``), or
+    ``"pred"`` (exactly the cases that have a prediction; the label cases left out are listed in
+    ``summary["left_out"]``). ``metrics``: names from :mod:`skelrecall.metrics.registry` (default:
+    every installed default metric). ``labels`` (name -> value, nnU-Net style) default to the
+    ``labels`` of ``dataset_json``, which defaults to ``label_dir/../dataset.json``.
+    ``file_ending`` defaults to the dataset.json's, else to the single supported ending found in
+    ``label_dir``. Raises :class:`EvaluationError` naming every problem (and its case); nothing is
+    written then.
     """
     pred_dir, label_dir, out_dir = Path(pred_dir), Path(label_dir), Path(out_dir)
     for what, folder in (("prediction", pred_dir), ("label", label_dir), ("mask", mask_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise EvaluationError(f"{what} folder {folder} does not exist")
+    try:
+        selected = [m.name for m in resolve(metrics)]
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
     labels, meta = load_labels(labels, dataset_json, label_dir)
     ending = file_ending or meta.get("file_ending") or _infer_ending(label_dir)
 
@@ -232,6 +309,14 @@ def evaluate_folder(
     if not gt_files:
         raise EvaluationError(f"{label_dir}: no label files ending in {ending}")
     problems = []
+    left_out: list[str] | None = None
+    if isinstance(cases, str):
+        if cases != "pred":
+            raise EvaluationError(f"cases must be a list of case names, None or 'pred'; got {cases!r}")
+        if not pred_files:
+            raise EvaluationError(f"{pred_dir}: no prediction files ending in {ending}")
+        left_out = sorted(set(gt_files) - set(pred_files))
+        cases = sorted(set(pred_files) & set(gt_files))
     if cases is not None:
         if unknown := sorted(set(cases) - set(gt_files)):
             raise EvaluationError(f"{label_dir}: no label for requested cases {_listed(unknown)}")
@@ -250,25 +335,29 @@ def evaluate_folder(
 
     jobs = [
         {"case": c, "pred": str(pred_files[c]), "gt": str(gt_files[c]),
-         "mask": str(mask_files[c]) if mask_files else None, "labels": labels}
+         "mask": str(mask_files[c]) if mask_files else None, "labels": labels, "metrics": selected}
         for c in sorted(gt_files)
     ]  # fmt: skip
     workers = num_workers if num_workers is not None else (os.cpu_count() or 1)
     workers = max(1, min(workers, len(jobs)))
 
-    problems = [p for found in _run_parallel(_check_case, jobs, workers, "checking") for p in found]
+    results = _stream(jobs, workers, "evaluating")
+    problems = [p for found, _ in results for p in found]
     if problems:
         shown = problems[:MAX_LISTED]
         if len(problems) > MAX_LISTED:
             shown.append(f"... ({len(problems)} problems in all)")
         raise EvaluationError("cannot evaluate:\n  " + "\n  ".join(shown))
 
-    results = _run_parallel(_evaluate_job, jobs, workers, "evaluating")
-    rows = [row for case_rows in results for row in case_rows]
-    ndim = 3 if any("betti2_pred" in r for r in rows) else 2
-    per_case = pd.DataFrame(rows, columns=["case", *columns(ndim)])
+    rows = [row for _, case_rows in results for row in case_rows]
+    # 3D-only columns tell 3D data; without them the 2D and 3D columns are the same
+    ndim = 3 if any(c in r for r in rows[:1] for c in set(columns(3, selected)) - set(columns(2, selected))) else 2
+    per_case = pd.DataFrame(rows, columns=["case", *columns(ndim, selected)])
     summary = summarize(per_case, labels)
     summary["file_ending"] = ending
+    summary["metrics"] = selected
+    if left_out is not None:
+        summary["left_out"] = {"n": len(left_out), "cases": left_out}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "per_case.csv", lambda tmp: per_case.to_csv(tmp, index=False))
@@ -288,9 +377,12 @@ def _json_safe(obj: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from skelrecall.metrics.registry import METRICS, available_metrics, default_metrics
+
     parser = argparse.ArgumentParser(
         prog="skelrecall-evaluate",
-        description="Dice, clDice and Betti errors of a folder of predictions (nnU-Net file names).",
+        description="Dice, clDice, Betti errors and surface distances of a folder of predictions "
+        "(nnU-Net file names).",
     )
     parser.add_argument("--pred", required=True, help="folder of predictions CASE<ending>")
     parser.add_argument("--labels", required=True, help="folder of ground-truth label maps CASE<ending>")
@@ -299,17 +391,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder for per_case.csv and summary.json (default: PRED)")
     parser.add_argument("--workers", type=int, help="worker processes (default: all CPU cores)")
     parser.add_argument("--file-ending", help="file ending (default: dataset.json's, else inferred)")
+    parser.add_argument(
+        "--metrics",
+        help=f"comma-separated metrics out of {', '.join(METRICS)} (installed here: "
+        f"{', '.join(available_metrics())}; default: {','.join(default_metrics())})",
+    )
+    parser.add_argument(
+        "--cases-from-pred", action="store_true",
+        help="score exactly the cases that have a prediction (a partial folder); the label cases left "
+        "out are listed",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         summary = evaluate_folder(
             args.pred, args.labels, args.out or args.pred,
             dataset_json=args.dataset_json, file_ending=args.file_ending,
             mask_dir=args.masks, num_workers=args.workers,
+            cases="pred" if args.cases_from_pred else None, metrics=args.metrics,
         )  # fmt: skip
     except EvaluationError as exc:
         print(f"skelrecall-evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(f"{summary['n_cases']} cases -> {Path(args.out or args.pred) / 'summary.json'}")
+    if "left_out" in summary:
+        n = summary["left_out"]["n"]
+        listed = _listed(summary["left_out"]["cases"]) if n else "none"
+        print(f"  {n} label case{'s' if n != 1 else ''} without a prediction left out: {listed}")
     for metric, s in summary["headline"].items():
         mean = "nan" if s["mean"] is None else f"{s['mean']:.4f}"
         std = "nan" if s["std"] is None else f"{s['std']:.4f}"
