@@ -27,8 +27,6 @@ machine). Progress lines are printed while it runs.
 from __future__ import annotations
 
 import os
-import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -40,11 +38,12 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
-from skelrecall.bench import cpu_model
+from skelrecall.bench.common import format_load, load_average, machine_description, time_calls
+from skelrecall.render import markdown_table
 from skelrecall.io import atomic_write, write_image
 from skelrecall.metrics import betti_errors, betti_numbers, cldice, dice, evaluate_case
 from skelrecall.metrics._util import bbox_slices
-from skelrecall.metrics.topology import _euler_padded
+from skelrecall.metrics.topology import euler_characteristic_padded
 
 SPEEDUP_GOAL = 100.0  # betti_numbers vs gudhi
 BETTI_SECONDS_GOAL = 3.0  # Betti numbers of the 512x512x256 pair
@@ -197,7 +196,7 @@ def _ref_betti(mask: np.ndarray) -> tuple[int, ...]:
         return (_ref_count(crop, 8), _ref_count(padded_bg, 4) - 1)
     b0 = _ref_count(crop, 26)
     b2 = _ref_count(padded_bg, 6) - 1
-    return (b0, b0 + b2 - _euler_padded(padded_bg, complement=True), b2)
+    return (b0, b0 + b2 - euler_characteristic_padded(padded_bg, complement=True), b2)
 
 
 def _ref_skeleton(mask: np.ndarray) -> np.ndarray:
@@ -246,13 +245,9 @@ def reference_evaluate_case(pred: np.ndarray, gt: np.ndarray, labels: dict[str, 
 
 
 def _timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-    """``(median seconds, first-call seconds, result)`` over ``repeats`` calls."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times[0], result
+    """``(median seconds, first-call seconds, result)`` of ``repeats`` calls (``bench.common.time_calls``)."""
+    t = time_calls(fn, repeats)
+    return t.wall_median, t.wall[0], t.result
 
 
 def _best_alternating(fns: dict[str, Callable[[], Any]], rounds: int) -> tuple[dict[str, float], dict[str, Any]]:
@@ -288,15 +283,6 @@ def cripser_betti(mask: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(np.count_nonzero(alive & (pairs[:, 0] == k))) for k in range(mask.ndim))
 
 
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def _cpu_seconds() -> float:
     """User + system CPU seconds of this process and its finished child processes."""
     import resource
@@ -319,23 +305,16 @@ def _priority() -> str:
 
 
 def _load() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return format_load(load_average())
+
+
+PACKAGES = ("numpy", "connected-components-3d", "scikit-image", "scipy", "gudhi", "cripser", "monai", "topolosses")
 
 
 def machine() -> dict[str, str]:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "CPU": cpu_model(),
-        "cores": f"{os.cpu_count()} logical ({usable} usable by this process)",
-        "load average at start (1, 5, 15 min)": _load(),
-        "Python": platform.python_version(),
-        "process priority (nice)": _priority(),
-        "versions": ", ".join(
-            f"{d} {_version(d)}"
-            for d in ("numpy", "connected-components-3d", "scikit-image", "scipy", "gudhi", "cripser", "monai",
-                      "topolosses")
-        ),  # fmt: skip
-    }
+    """The machine (``bench.common.machine_description``), the load at start and this process's priority."""
+    return {**machine_description(PACKAGES), "load average at start (1, 5, 15 min)": _load(),
+            "process priority (nice)": _priority()}
 
 
 def _metric_values(row: dict[str, Any]) -> dict[str, Any]:
@@ -502,9 +481,9 @@ def run(out_dir: str, quick: bool) -> None:
 
 def _betti_matching_timings(quick: bool) -> dict[str, dict[str, Any]]:
     try:
-        from skelrecall.metrics.betti_matching import _extension, betti_matching_errors
+        from skelrecall.metrics.betti_matching import compiled_extension, betti_matching_errors
 
-        _extension()
+        compiled_extension()
     except ImportError:
         return {}
     out = {}
@@ -549,8 +528,8 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
          f"{'yes' if ev['identical_to_today'] else 'NO'}, {'yes' if scat['identical_to_today'] else 'NO'}",
          ev["identical_to_today"] and scat["identical_to_today"]),
     ]  # fmt: skip
-    lines += ["", "## Goals", "", "| goal | target | measured | met |", "|---|---|---|---|"]
-    lines += [f"| {g} | {t} | {m} | {_met(ok)} |" for g, t, m, ok in goals]
+    lines += ["", "## Goals", "", markdown_table(["goal", "target", "measured", "met"],
+                                                 [(g, t, m, _met(ok)) for g, t, m, ok in goals])]
 
     lines += [
         "",
@@ -561,19 +540,16 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
         "`CubicalComplex(top_dimensional_cells=1 - mask)`, `persistence()`, `persistent_betti_numbers(0, 0)`; "
         "cripser: `compute_ph(1 - mask, filtration=\"T\")`, bars alive at level 0; one call each.",
         "",
-        "| size | ours (s) | gudhi (s) | cripser (s) | gudhi / ours | cripser / ours | Betti (ours) | gudhi | cripser "
-        "| identical |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
+    rows = []
     for size, ours_s, first, gudhi_s, crip_s, ours, ref, crip in oracle:
-        crip_txt = "n/a" if crip_s is None else f"{crip_s:.2f}"
-        crip_ratio = "n/a" if crip_s is None else f"{crip_s / ours_s:.0f}x"
-        same = ours == ref and crip in (None, ref)
-        lines.append(
-            f"| {size}^3 | {ours_s:.4f} ({first:.4f}) | {gudhi_s:.2f} | {crip_txt} | {gudhi_s / ours_s:.0f}x | "
-            f"{crip_ratio} | {ours} | {ref} | {crip if crip is not None else 'not installed'} | "
-            f"{'yes' if same else 'NO'} |"
-        )
+        rows.append((f"{size}^3", f"{ours_s:.4f} ({first:.4f})", f"{gudhi_s:.2f}",
+                     "n/a" if crip_s is None else f"{crip_s:.2f}", f"{gudhi_s / ours_s:.0f}x",
+                     "n/a" if crip_s is None else f"{crip_s / ours_s:.0f}x", ours, ref,
+                     crip if crip is not None else "not installed",
+                     "yes" if ours == ref and crip in (None, ref) else "NO"))  # fmt: skip
+    lines.append(markdown_table(["size", "ours (s)", "gudhi (s)", "cripser (s)", "gudhi / ours", "cripser / ours",
+                                 "Betti (ours)", "gudhi", "cripser", "identical"], rows))
     betti_met = "yes" if ev["betti_seconds_median_pred_and_gt"] <= BETTI_SECONDS_GOAL else "no"
     lines += [
         "",
@@ -587,20 +563,20 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
         f"errors (b0, b1) {ev['betti_errors_b0_b1']}",
         f"- Dice {ev['dice']:.4f}, clDice {ev['cldice']:.4f}",
         "",
-        "| step | seconds | goal |",
-        "|---|---|---|",
-        f"| two uncropped `skeletonize` calls (prediction, ground truth) | {ev['skeletonize_x2_seconds']:.2f} | "
-        "the reference of the ratio |",
-        f"| `evaluate_case`, metrics dice,cldice,betti | {ev['evaluate_case_seconds']:.2f} | "
-        f"<= {TREE_RATIO_GOAL} x the line above: {ev['ratio_to_skeletonize']:.2f}x, "
-        f"{'met' if ev['ratio_to_skeletonize'] <= TREE_RATIO_GOAL else 'not met'} |",
-        f"| today's `evaluate_case` (`reference_evaluate_case`) | {ev['today_seconds']:.2f} | "
-        f"{ev['today_ratio_to_skeletonize']:.2f}x |",
-        f"| `betti_errors`, prediction + ground truth (median of 3, first call) | "
-        f"{ev['betti_seconds_median_pred_and_gt']:.2f} ({ev['betti_seconds_first_call']:.2f}) | "
-        f"<= {BETTI_SECONDS_GOAL:.0f} s: {betti_met} |",
-        f"| `cldice` (two exact skeletons, per component) | {ev['cldice_seconds']:.2f} | |",
-        f"| `dice` | {ev['dice_seconds_median']:.3f} | |",
+        markdown_table(["step", "seconds", "goal"], [
+            ("two uncropped `skeletonize` calls (prediction, ground truth)", f"{ev['skeletonize_x2_seconds']:.2f}",
+             "the reference of the ratio"),
+            ("`evaluate_case`, metrics dice,cldice,betti", f"{ev['evaluate_case_seconds']:.2f}",
+             f"<= {TREE_RATIO_GOAL} x the line above: {ev['ratio_to_skeletonize']:.2f}x, "
+             f"{'met' if ev['ratio_to_skeletonize'] <= TREE_RATIO_GOAL else 'not met'}"),
+            ("today's `evaluate_case` (`reference_evaluate_case`)", f"{ev['today_seconds']:.2f}",
+             f"{ev['today_ratio_to_skeletonize']:.2f}x"),
+            ("`betti_errors`, prediction + ground truth (median of 3, first call)",
+             f"{ev['betti_seconds_median_pred_and_gt']:.2f} ({ev['betti_seconds_first_call']:.2f})",
+             f"<= {BETTI_SECONDS_GOAL:.0f} s: {betti_met}"),
+            ("`cldice` (two exact skeletons, per component)", f"{ev['cldice_seconds']:.2f}", ""),
+            ("`dice`", f"{ev['dice_seconds_median']:.3f}", ""),
+        ]),
         "",
         f"`evaluate_case` row: Dice {row['dice']:.4f}, clDice {row['cldice']:.4f}, b0 error {row['betti0_error']}, "
         f"b1 error {row['betti1_error']}, b2 error {row['betti2_error']}; identical to today's: "
@@ -612,13 +588,13 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
         "10 % of them missed, 20 % broken in two, radius noise, plus false-positive blobs. "
         f"Components: prediction {scat['components_pred']}, ground truth {scat['components_gt']}.",
         "",
-        "| computation | seconds |",
-        "|---|---|",
-        f"| today's `evaluate_case` (one skeleton and one background labeling of the whole union box) | "
-        f"{scat['today_seconds']:.2f} |",
-        f"| `evaluate_case` (per-component boxes) | {scat['evaluate_case_seconds']:.2f} |",
-        f"| speed-up | {scat['speedup']:.1f}x (goal >= {SCATTERED_SPEEDUP_GOAL:.0f}x); identical values: "
-        f"{'yes' if scat['identical_to_today'] else 'NO'} |",
+        markdown_table(["computation", "seconds"], [
+            ("today's `evaluate_case` (one skeleton and one background labeling of the whole union box)",
+             f"{scat['today_seconds']:.2f}"),
+            ("`evaluate_case` (per-component boxes)", f"{scat['evaluate_case_seconds']:.2f}"),
+            ("speed-up", f"{scat['speedup']:.1f}x (goal >= {SCATTERED_SPEEDUP_GOAL:.0f}x); identical values: "
+                         f"{'yes' if scat['identical_to_today'] else 'NO'}"),
+        ]),
         "",
         f"## (c) A folder of {workers['cases']} such cases, 1 vs 2 worker processes",
         "",
@@ -626,12 +602,11 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
         f"before: {workers['load_average_before']}; after: {workers['load_average_after']} (other processes "
         "on the machine take CPU from the two workers).",
         "",
-        "| workers | seconds |",
-        "|---|---|",
-        f"| 1 | {workers['one_worker_seconds']:.2f} |",
-        f"| 2 | {workers['two_workers_seconds']:.2f} |",
-        f"| speed-up | {workers['speedup']:.2f}x (goal >= {WORKERS_GOAL}x); same per_case.csv: "
-        f"{'yes' if workers['identical_per_case_csv'] else 'NO'} |",
+        markdown_table(["workers", "seconds"], [
+            ("1", f"{workers['one_worker_seconds']:.2f}"), ("2", f"{workers['two_workers_seconds']:.2f}"),
+            ("speed-up", f"{workers['speedup']:.2f}x (goal >= {WORKERS_GOAL}x); same per_case.csv: "
+                         f"{'yes' if workers['identical_per_case_csv'] else 'NO'}"),
+        ]),
         "",
         "Cores this benchmark obtained (CPU seconds of the evaluation processes / wall seconds, best round): "
         f"{workers['cores_obtained_1_worker']:.2f} with 1 worker, {workers['cores_obtained_2_workers']:.2f} "
@@ -643,11 +618,11 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
         "surfaces by erosion, a KD-tree over the surface voxels); HD95 and ASSD share one distance "
         "computation when both are selected.",
         "",
-        "| metrics | seconds | value |",
-        "|---|---|---|",
-        f"| hd95 | {dist['hd95_seconds']:.2f} | {dist['hd95']:.3f} |",
-        f"| assd | {dist['assd_seconds']:.2f} | {dist['assd']:.3f} |",
-        f"| hd95,assd | {dist['both_seconds']:.2f} | |",
+        markdown_table(["metrics", "seconds", "value"], [
+            ("hd95", f"{dist['hd95_seconds']:.2f}", f"{dist['hd95']:.3f}"),
+            ("assd", f"{dist['assd_seconds']:.2f}", f"{dist['assd']:.3f}"),
+            ("hd95,assd", f"{dist['both_seconds']:.2f}", ""),
+        ]),
         "",
     ]  # fmt: skip
     lines += ["## Betti matching error (optional `topology` extra)", ""]
@@ -658,9 +633,8 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
             "Betti-Matching-3D through topolosses' compiled extension, on vessel-tree crops (2D: the "
             "projection of a thin slab). Its memory grows about 1 KB per voxel, hence not a default metric.",
             "",
-            "| size | seconds | Betti matching error by dimension | Betti errors |",
-            "|---|---|---|---|",
+            markdown_table(["size", "seconds", "Betti matching error by dimension", "Betti errors"],
+                           [(k, f"{v['seconds']:.2f}", v["errors_by_dim"], v["betti_errors"]) for k, v in bm.items()]),
         ]
-        lines += [f"| {k} | {v['seconds']:.2f} | {v['errors_by_dim']} | {v['betti_errors']} |" for k, v in bm.items()]
         lines.append("")
     return "\n".join(lines)

@@ -49,7 +49,7 @@ class BettiMatchingUnavailable(ImportError):
 
 
 @functools.cache
-def _extension():
+def compiled_extension():
     """The compiled ``betti_matching`` module inside the installed ``topolosses`` package."""
     spec = importlib.util.find_spec("topolosses")
     if spec is None or not spec.submodule_search_locations:
@@ -89,7 +89,7 @@ def betti_matching_errors(pred, gt) -> tuple[int, ...]:
             "Betti-Matching-3D needs about 1 KB of memory per voxel. Leave betti_matching out of --metrics "
             "or raise the limit"
         )
-    result = _extension().compute_matching(filtration_image(pred[box]), filtration_image(gt[box]))
+    result = compiled_extension().compute_matching(filtration_image(pred[box]), filtration_image(gt[box]))
     unmatched = np.asarray(result.num_unmatched_input1) + np.asarray(result.num_unmatched_input2)
     return tuple(int(u) for u in unmatched[:ndim])
 

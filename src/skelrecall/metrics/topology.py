@@ -49,10 +49,10 @@ def euler_characteristic(mask) -> int:
     box = bbox_slices(mask)
     if box is None:
         return 0
-    return _euler_padded(np.pad(mask[box], 1))
+    return euler_characteristic_padded(np.pad(mask[box], 1))
 
 
-def _euler_padded(padded: np.ndarray, complement: bool = False) -> int:
+def euler_characteristic_padded(padded: np.ndarray, complement: bool = False) -> int:
     """Euler characteristic of a bool mask whose outer layer is background (of ``~padded`` if
     ``complement``).
 
@@ -115,7 +115,7 @@ def betti_of_padded(padded: np.ndarray, b0: int | None = None, fg_coords: np.nda
         enclosed = count_components(~padded, BG_CONNECTIVITY[ndim]) - 1
     if ndim == 2:
         return (b0, enclosed)
-    chi = _euler_padded(padded)
+    chi = euler_characteristic_padded(padded)
     return (b0, b0 + enclosed - chi, enclosed)
 
 
