@@ -53,6 +53,9 @@ train: install ## one run: make train ARGS="dataset=synthetic_2d loss=skeleton_r
 sweep: install ## Hydra multirun: make sweep ARGS="loss=dice_ce,skeleton_recall loss.w=0.1,1.0"
 	$(BIN)/skelrecall-train --multirun profile=$(PROFILE) $(ARGS)
 
+predict: install ## label maps of new images: make predict RUN="run_dir [run_dir ...]" IN=folder|DATASET_FOLDER:Ts OUT=dir
+	$(BIN)/skelrecall-predict -i "$(IN)" -o "$(OUT)" $(foreach r,$(RUN),--run "$(r)") $(ARGS)
+
 evaluate: install ## score a folder: make evaluate PRED=dir LABELS=dir
 	$(BIN)/skelrecall-evaluate --pred "$(PRED)" --labels "$(LABELS)"
 
@@ -69,4 +72,4 @@ clean: ## remove run folders and caches (keeps data/ and .venv)
 	rm -rf runs outputs multirun .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +
 
-.PHONY: help install test test-fast lint format data train sweep evaluate report reproduce bench clean
+.PHONY: help install test test-fast lint format data train sweep predict evaluate report reproduce bench clean

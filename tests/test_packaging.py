@@ -31,9 +31,10 @@ def test_environment_yml_lists_the_pyproject_dependencies():
 def test_console_scripts_and_make_targets():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert {"skelrecall-train", "skelrecall-evaluate", "skelrecall-report", "skelrecall-data",
-            "skelrecall-bench"} <= set(scripts)
+            "skelrecall-bench", "skelrecall-predict", "skelrecall-reproduce"} <= set(scripts)
     makefile = (ROOT / "Makefile").read_text()
-    for target in ["help", "install", "test", "data", "train", "sweep", "evaluate", "report", "bench",
+    for target in ["help", "install", "test", "test-fast", "lint", "format", "data", "train", "sweep", "evaluate",
+                   "predict", "report", "bench",
                    "reproduce", "clean"]:
         assert re.search(rf"^{target}:.*## ", makefile, re.M), f"Makefile target {target} missing or undocumented"
     readme = (ROOT / "README.md").read_text()

@@ -1,27 +1,33 @@
 """Reading and writing images and label maps in the formats of the nnU-Net v2 raw layout.
 
-Supported endings: ``.png`` (2D, grey or RGB), ``.nii.gz`` (2D/3D, via nibabel), ``.npy`` and
-``.npz`` (the single array in the file, or the array named ``data``).
+Supported endings: ``.png``, ``.tif``/``.tiff`` (2D, grey or RGB, via Pillow), ``.nii.gz`` (2D/3D, via
+nibabel), ``.mha`` (via SimpleITK, the ``mha`` extra), ``.npy`` and ``.npz`` (the single array in the
+file, or the array named ``data``).
 
 Axis order follows nnU-Net (which reads through SimpleITK): PNG gives ``(H, W)`` or ``(H, W, 3)``;
-NIfTI volumes are returned as ``(z, y, x)``, the reverse of nibabel's ``(x, y, z)``, so that patch
-sizes in our configs read like nnU-Net's plans (e.g. 80x160x192). ``write_image`` reverses the axes
-back. Geometry (affine) is returned in ``meta`` so predictions can be written with the geometry of
-their input. Every write goes to a temporary name first and is then renamed, so an
-interrupted write never leaves a file that looks complete.
+volumes are returned as ``(z, y, x)`` (for NIfTI the reverse of nibabel's ``(x, y, z)``), so that
+patch sizes in our configs read like nnU-Net's plans (e.g. 80x160x192). ``write_image`` reverses
+the axes back. Geometry is returned in ``meta`` (NIfTI: ``affine``, ``header``, ``zooms`` in
+``(z, y, x)`` order; MHA: ``spacing``, ``origin``, ``direction`` in SimpleITK's order) so that a label
+map can be written with the geometry of its image. Every write goes to a temporary name first and is
+then renamed, so an interrupted write never leaves a file that looks complete; ``staged_dir`` does the
+same for a whole folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ENDINGS = (".png", ".nii.gz", ".npy", ".npz")
+ENDINGS = (".png", ".tif", ".tiff", ".nii.gz", ".mha", ".npy", ".npz")
 
 
 def _file_mode() -> int:
@@ -45,23 +51,31 @@ def file_ending(path: str | os.PathLike) -> str:
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read ``path`` into ``(array, meta)``; ``meta`` holds ``affine`` for NIfTI files."""
+    """Read ``path`` into ``(array, meta)`` (geometry in ``meta``, see the module docstring)."""
     path = Path(path)
     ending = file_ending(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file does not exist")
     try:
-        if ending == ".png":
+        if ending in (".png", ".tif", ".tiff"):
             from PIL import Image
 
             with Image.open(path) as im:
+                if getattr(im, "n_frames", 1) > 1:
+                    raise ImageReadError(f"{path}: holds {im.n_frames} frames; expected one 2D image")
                 im.load()
                 return np.asarray(im), {}
         if ending == ".nii.gz":
             import nibabel as nib
 
             img = nib.load(str(path))
-            return np.asanyarray(img.dataobj).transpose(), {"affine": img.affine}
+            return np.asanyarray(img.dataobj).transpose(), {"affine": img.affine, "header": img.header,
+                                                            "zooms": tuple(float(z) for z in img.header.get_zooms()[::-1])}
+        if ending == ".mha":
+            sitk = _simpleitk(path)
+            img = sitk.ReadImage(str(path))
+            return sitk.GetArrayFromImage(img), {"spacing": img.GetSpacing(), "origin": img.GetOrigin(),
+                                                 "direction": img.GetDirection()}
         if ending == ".npy":
             return np.load(path, allow_pickle=False), {}
         with np.load(path, allow_pickle=False) as z:
@@ -74,6 +88,46 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
         raise
     except Exception as exc:  # corrupt or truncated files surface as many exception types
         raise ImageReadError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _simpleitk(path: Path):
+    try:
+        import SimpleITK as sitk
+    except ImportError:
+        raise ImageReadError(f"{path}: .mha files need SimpleITK (pip install 'skelrecall[mha]')") from None
+    return sitk
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape :func:`read_image` gives for ``path``, from the file's header where the format has one."""
+    path = Path(path)
+    ending = file_ending(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: file does not exist")
+    try:
+        if ending in (".png", ".tif", ".tiff"):
+            from PIL import Image
+
+            with Image.open(path) as im:
+                bands = len(im.getbands())
+                return (im.height, im.width) + ((bands,) if bands > 1 else ())
+        if ending == ".nii.gz":
+            import nibabel as nib
+
+            return tuple(nib.load(str(path)).shape[::-1])
+        if ending == ".mha":
+            reader = _simpleitk(path).ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            comps = reader.GetNumberOfComponents()
+            return tuple(reader.GetSize()[::-1]) + ((comps,) if comps > 1 else ())
+        if ending == ".npy":
+            return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+    return tuple(read_image(path)[0].shape)
 
 
 def is_temporary(path: str | os.PathLike) -> bool:
@@ -139,22 +193,38 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``array`` to ``path`` in the format its ending names (atomically)."""
+    """Write ``array`` to ``path`` in the format its ending names (atomically), with the geometry in
+    ``meta`` (as :func:`read_image` returns it: a label map written with its image's ``meta`` gets the
+    image's affine and header, its data type and no intensity scaling)."""
     meta = meta or {}
     ending = file_ending(path)
     array = np.asarray(array)
 
     def _write(tmp: Path) -> None:
-        if ending == ".png":
+        if ending in (".png", ".tif", ".tiff"):
             from PIL import Image
 
-            if array.dtype not in (np.uint8, np.uint16):
+            if ending == ".png" and array.dtype not in (np.uint8, np.uint16):
                 raise ValueError(f"{path}: PNG needs uint8/uint16 data, got {array.dtype}")
-            Image.fromarray(array).save(tmp, format="PNG")
+            Image.fromarray(array).save(tmp, format="PNG" if ending == ".png" else "TIFF")
         elif ending == ".nii.gz":
             import nibabel as nib
 
-            nib.save(nib.Nifti1Image(array.transpose(), meta.get("affine", np.eye(4))), str(tmp))
+            header = meta.get("header")
+            if header is not None:
+                header = header.copy()
+                header.set_data_dtype(array.dtype)
+                header.set_slope_inter(None, None)  # stored as given, no scaling
+                header["cal_min"], header["cal_max"] = 0, 0  # the image's display window does not fit
+            nib.save(nib.Nifti1Image(array.transpose(), meta.get("affine", np.eye(4)), header), str(tmp))
+        elif ending == ".mha":
+            sitk = _simpleitk(Path(path))
+            img = sitk.GetImageFromArray(array)
+            for key, setter in (("spacing", img.SetSpacing), ("origin", img.SetOrigin),
+                                ("direction", img.SetDirection)):
+                if key in meta:
+                    setter(meta[key])
+            sitk.WriteImage(img, str(tmp), True)
         elif ending == ".npy":
             with open(tmp, "wb") as fh:
                 np.save(fh, array)
@@ -163,3 +233,16 @@ def write_image(path: str | os.PathLike, array: np.ndarray, meta: dict[str, Any]
                 np.savez_compressed(fh, data=array)
 
     return atomic_write(path, _write)
+
+
+@contextmanager
+def staged_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty ``<path>.partial`` folder to fill; when the block ends without an error, replace
+    ``path`` with it. An interrupted fill leaves only the ``.partial`` folder (emptied on the next use)."""
+    path = Path(path)
+    staging = path.with_name(path.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    yield staging
+    shutil.rmtree(path, ignore_errors=True)
+    staging.rename(path)

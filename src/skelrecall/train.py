@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 import uuid
@@ -34,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import skelrecall.configs  # noqa: F401  (registers the configs' resolvers before Hydra composes)
 from skelrecall.data.layout import DatasetLayout, DatasetLayoutError
-from skelrecall.io import atomic_write, write_image, write_json
+from skelrecall.io import atomic_write, staged_dir, write_image, write_json
 from skelrecall.runs import CheckpointError, RunConflictError, RunDir, rank_zero
 
 
@@ -121,17 +120,14 @@ def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Pat
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # Lightning's teardown moved it to CPU
     module.to(device)
     ending = datamodule.layout.file_ending
-    staging = out_dir.with_name(out_dir.name + ".partial")  # moved into place only when complete
-    shutil.rmtree(staging, ignore_errors=True)
     empty = 0
-    for name in tqdm(cases, desc="predicting", unit="case", disable=None, leave=False):  # a bar on terminals only
-        case = datamodule.load_cases([name], split)[0]  # one at a time: whole volumes can be large
-        image = torch.from_numpy(case.image)[None].to(device)
-        pred = predict_labels(module.model, image, cfg.data.patch_size, **cfg.inference).cpu().numpy()
-        empty += not pred.any()
-        write_image(staging / f"{case.name}{ending}", pred.astype(np.uint8), case.meta)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    staging.rename(out_dir)
+    with staged_dir(out_dir) as staging:  # moved into place only when complete
+        for name in tqdm(cases, desc="predicting", unit="case", disable=None, leave=False):  # a bar on terminals
+            case = datamodule.load_cases([name], split)[0]  # one at a time: whole volumes can be large
+            image = torch.from_numpy(case.image)[None].to(device)
+            pred = predict_labels(module.model, image, cfg.data.patch_size, **cfg.inference).cpu().numpy()
+            empty += not pred.any()
+            write_image(staging / f"{case.name}{ending}", pred.astype(np.uint8), case.meta)
     return empty
 
 

@@ -46,10 +46,11 @@ class Case:
     fg_coords: np.ndarray  # (n, ndim) sample of foreground voxel coordinates
 
 
-def read_case_image(layout: DatasetLayout, case: str, split: str, dims: int) -> tuple[np.ndarray, dict]:
-    """All channel files of ``case`` stacked to ``(C, *spatial)`` float32 (PNG RGB gives 3 channels)."""
+def read_channels(paths, dims: int) -> tuple[np.ndarray, dict]:
+    """Channel files stacked to ``(C, *spatial)`` float32 (an RGB(A) file gives 3 channels, alpha
+    dropped) and the last file's ``meta`` (its geometry)."""
     channels, meta = [], {}
-    for path in layout.image_files(case, split):
+    for path in paths:
         arr, meta = read_image(path)
         if arr.ndim == dims + 1 and arr.shape[-1] in (3, 4):  # (H, W, RGB[A]) -> channels first
             channels.extend(np.moveaxis(arr[..., :3], -1, 0))
@@ -58,6 +59,11 @@ def read_case_image(layout: DatasetLayout, case: str, split: str, dims: int) -> 
         else:
             raise ValueError(f"{path}: expected a {dims}D image, got shape {arr.shape}")
     return np.stack(channels).astype(np.float32), meta
+
+
+def read_case_image(layout: DatasetLayout, case: str, split: str, dims: int) -> tuple[np.ndarray, dict]:
+    """All channel files of ``case`` stacked to ``(C, *spatial)`` float32 (see ``read_channels``)."""
+    return read_channels(layout.image_files(case, split), dims)
 
 
 def read_case_label(layout: DatasetLayout, case: str, split: str, dims: int,
