@@ -13,6 +13,7 @@ LAYERS = {
     # foundations: no science, no runs
     "skelrecall": 0, "skelrecall.configs": 0, "skelrecall.paths": 0, "skelrecall.io": 0,
     "skelrecall.environment": 0, "skelrecall.render": 0, "skelrecall.stats": 0, "skelrecall.skeleton": 0,
+    "skelrecall.colours": 0,
     # the science: losses, metrics, networks, the dataset layout and augmentation
     "skelrecall.metrics": 1, "skelrecall.losses": 1, "skelrecall.models": 1, "skelrecall.data": 1,
     "skelrecall.data.layout": 1, "skelrecall.data.augmentation": 1,

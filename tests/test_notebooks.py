@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,20 @@ def test_notebooks_committed_without_outputs():
         assert not outputs(nb, "image/png") and not outputs(nb, "stream"), f"{path.name} has outputs"
     expected = {"01_tubed_vs_soft_skeleton.ipynb", "02_qualitative_results.ipynb", "03_resources.ipynb"}
     assert expected <= {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+
+
+def test_notebooks_write_figures_to_a_scratch_folder_and_jupyterlab_is_an_extra():
+    """By default PNGs go to the git-ignored notebooks/output/, never into the tracked reports/."""
+    import tomllib
+
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert 'os.environ.get("SKELRECALL_FIGURES", "notebooks/output")' in code, path.name
+        assert not re.search(r"[\"']reports/figures", code), f"{path.name} writes into reports/"
+    ignored = subprocess.run(["git", "check-ignore", "-q", "notebooks/output/fig.png"], cwd=ROOT)
+    assert ignored.returncode == 0, "notebooks/output/ is not git-ignored"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("jupyterlab") for r in extras["notebooks"])
 
 
 def test_notebooks_run_on_smoke_outputs(smoke, tmp_path: Path):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -155,6 +158,107 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
     assert r"\textbf{56.25 $\pm$ 1.00}" in to_latex(rows, title="T")
 
 
+def _table_row(dataset, loss, mean, paper, trained_on="synthetic_drive", note="test set"):
+    """One row of build_table's frame (every seed finished, std 1)."""
+    row = {"dataset": dataset, "trained_on": trained_on, "experiment": "e", "loss": loss, "w": 1.0, "runs": 3,
+           "expected": 3, "failed": 0, "stale": 0, "did_not_train": 0, "paper_note": note, "run_dirs": []}
+    for m in ("dice", "cldice", "betti0_error", "betti1_error"):
+        row.update({f"{m}_mean": mean, f"{m}_std": 1.0, f"{m}_paper": paper, f"{m}_diff": mean - paper})
+    return row
+
+
+def latex_problems(tex: str) -> list[str]:
+    """What would stop ``tex`` compiling in a minimal document with booktabs (no LaTeX needed):
+    unbalanced environments or braces, rows whose cell count differs from the tabular spec,
+    unescaped special characters outside math."""
+    problems, stack = [], []
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    for kind, name in re.findall(r"\\(begin|end)\{(\w+)\}", body):
+        if kind == "begin":
+            stack.append(name)
+        elif not stack or stack.pop() != name:
+            problems.append(f"\\end{{{name}}} does not close the open environment")
+    problems += [f"\\begin{{{name}}} never closed" for name in stack]
+    unescaped = re.sub(r"\\.", "", body)  # drop escaped characters and command backslashes
+    if unescaped.count("{") != unescaped.count("}"):
+        problems.append("unbalanced braces")
+    spec = re.search(r"\\begin\{tabular\}\{([lcr|]+)\}", body)
+    columns = len(spec.group(1).replace("|", "")) if spec else None
+    if columns is None:
+        problems.append("no tabular")
+    inside = body.split("\\toprule")[-1].split("\\bottomrule")[0]
+    for line in inside.splitlines():
+        if line.strip().endswith("\\\\"):
+            cells = len(re.findall(r"(?<!\\)&", line)) + 1
+            if cells != columns:
+                problems.append(f"{cells} cells, spec {columns}: {line}")
+    for line in body.splitlines():
+        row = line.rstrip().endswith("\\\\")
+        plain = re.sub(r"\$[^$]*\$", "", re.sub(r"\\.", "", line))  # without escapes and math
+        for ch in "_%#^~$" + ("" if row else "&"):  # & separates the cells of a row
+            if ch in plain:
+                problems.append(f"unescaped {ch!r}: {line}")
+    return problems
+
+
+def test_latex_table_structure_caption_and_escaping():
+    """What a minimal document with booktabs needs, checked without LaTeX (pdflatex: the next test)."""
+    rows = _example_rows()
+    tex = to_latex(rows, title="Table 2: nnU-Net backbone (cpu profile): ours (paper)")
+    assert tex.splitlines()[0] == r"% requires \usepackage{booktabs}"
+    assert latex_problems(tex) == []
+    caption = re.search(r"\\caption\{(.*)\}\n", tex).group(1)
+    assert caption.startswith("nnU-Net backbone (cpu profile)")  # LaTeX numbers it: no "Table 2:" in the text
+    assert not re.match(r"\s*Table\s*\w+\s*:", caption)
+    assert "synthetic stand-ins" in caption and "CPU scale (profile cpu)" in caption
+    assert r"drive: synthetic\_drive" in caption and "not comparable" in caption
+    assert r"n/a*: not in the paper (top\_cow\&50\%\# + clDice: out of memory (A100 40GB))" in caption
+    assert r"\label{tab:skelrecall-table2}" in tex
+    assert r"top\_cow\&50\%\# & + clDice & 40.00 $\pm$ 1.00 (n/a*)" in tex  # escaped cells, same contents
+    assert r"\textbf{56.25 $\pm$ 1.00} (\textbf{81.00})" in tex
+    assert tex.count(r"\midrule") == 2  # under the header and between the two datasets
+    real = to_latex(rows.assign(trained_on="drive"), title="Table 3: HRNet (paper profile): ours (paper)")
+    assert "real (converted) datasets (profile paper)" in real and "synthetic" not in real
+    assert latex_problems(real) == []
+    # the checker catches what would break LaTeX
+    assert latex_problems(tex.replace(r"top\_cow", "top_cow"))
+    assert latex_problems(tex.replace(r"(n/a*) \\", r"(n/a*) & x \\"))
+    assert latex_problems(tex.replace(r"\end{tabular}", ""))
+
+
+def _example_rows() -> pd.DataFrame:
+    return pd.DataFrame([_table_row("drive", "dice_ce", 50.0, 80.0),
+                         _table_row("drive", "skeleton_recall", 56.25, 81.0),
+                         _table_row("top_cow&50%#", "cldice", 40.0, math.nan, note="out of memory (A100 40GB)")])
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (structure: the test above)")
+def test_latex_table_compiles_with_pdflatex(tmp_path):
+    tex = to_latex(_example_rows(), title="Table 2: nnU-Net backbone (cpu profile): ours (paper)")
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + tex + "\\end{document}\n")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_run_summary_markdown_keeps_its_cells():
+    from pathlib import Path
+
+    from skelrecall.report import to_markdown as runs_markdown
+
+    table = pd.DataFrame([{"dataset": "synthetic_2d", "backbone": "unet", "loss": "skeleton_recall", "w": 0.1,
+                           "dice": "70.00 +- 1.00", "cldice": "75.00", "betti0_error": "n/a", "betti1_error": "1.000",
+                           "runs": 2, "failed": 1, "did_not_train": 0, "cases": 3}])
+    md = runs_markdown(table, "T", "smoke", Path("runs/smoke/x"))
+    lines = md.splitlines()
+    assert lines[0] == "# T" and "Profile `smoke`, synthetic data." in md
+    assert lines[-3:] == [
+        "| dataset | backbone | loss | w | Dice (%) | clDice (%) | beta0 error | beta1 error | runs | cases |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| synthetic_2d | unet | skeleton_recall | 0.1 | 70.00 +- 1.00 | 75.00 | n/a | 1.000 | 2 (1 failed) | 3 |"]
+
+
 @pytest.mark.slow
 def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
     """A one-table plan (2 losses x 2 seeds on a tiny synthetic_roads): runs, table with paper values,
@@ -184,7 +288,8 @@ def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
     assert "| 78.99 |" in rows[0] or "| **78.99** |" in rows[0]
     test_row = next(line for line in md.splitlines() if line.startswith("| roads | + Skeleton Recall | 3 |"))
     assert test_row.count("p=") == 4
-    assert (out / "tables/tableX.tex").read_text().count(r"\\") >= 3
+    tex = (out / "tables/tableX.tex").read_text()
+    assert tex.count(r"\\") >= 3 and latex_problems(tex) == [] and "synthetic stand-ins" in tex
     capsys.readouterr()
     assert reproduce_main(args) == 0  # everything finished: nothing is trained again
     assert "4 runs: 4 finished, 0 to do, 0 stale" in capsys.readouterr().out

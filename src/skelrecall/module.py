@@ -22,26 +22,39 @@ from skelrecall.metrics import dice
 from skelrecall.skeleton import tubed_skeleton
 
 
-def make_panel(image: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """RGB panel ``image | label | tubed skeleton | prediction`` (2D; 3D: the slice with most foreground).
+PANEL_TITLES = ("image", "label", "tubed skeleton", "prediction\nmissed skeleton: red")
 
-    In the prediction tile, skeleton pixels the prediction misses are red (cf. the paper's Fig. 5).
+
+def make_panel(image: np.ndarray, label: np.ndarray, prediction: np.ndarray,
+               num_classes: int | None = None) -> np.ndarray:
+    """RGB ``uint8`` panel ``image | label | tubed skeleton | prediction`` with the column titles
+    (:data:`PANEL_TITLES`) drawn above the tiles (W&B shows images in grids without captions).
+
+    2D; 3D: the slice with most foreground. Labels, skeleton and prediction are in class colours
+    (:mod:`skelrecall.colours`, as in the figures: background black, binary white, multi-class one
+    colour per class with a key of class values below the tiles); skeleton pixels the prediction
+    labels background are red (cf. the paper's Fig. 5). ``num_classes`` (with background) default:
+    from the largest value in label and prediction. Tiles narrower than 160 px are enlarged.
     """
+    from skelrecall.colours import class_colours, label_rgb, prediction_rgb, titled_strip
+
     if label.ndim == 3:
         z = int(np.argmax((label > 0).sum(axis=(1, 2))))
         image, label, prediction = image[:, z], label[z], prediction[z]
+    if num_classes is None:
+        num_classes = max(int(label.max(initial=0)), int(prediction.max(initial=0))) + 1
+    num_classes = max(int(num_classes), 2)
     grey = image[0]
     lo, hi = np.percentile(grey, [1, 99])
     grey = np.clip((grey - lo) / max(hi - lo, 1e-8), 0, 1)
-    skeleton = tubed_skeleton(label.astype(np.int32)) > 0
-
-    def tile(mask: np.ndarray) -> np.ndarray:
-        return np.repeat(mask.astype(np.float32)[..., None], 3, axis=-1)
-
-    pred_tile = tile(prediction > 0)
-    pred_tile[skeleton & (prediction == 0)] = (1.0, 0.0, 0.0)
-    tiles = [np.repeat(grey[..., None], 3, axis=-1), tile(label > 0), tile(skeleton), pred_tile]
-    return (np.concatenate(tiles, axis=1) * 255).round().astype(np.uint8)
+    skeleton = tubed_skeleton(np.where(label < num_classes, label, 0).astype(np.int32))
+    tiles = [np.repeat(grey[..., None], 3, axis=-1), label_rgb(label, num_classes), label_rgb(skeleton, num_classes),
+             prediction_rgb(prediction, (skeleton > 0) & (prediction == 0), num_classes)]
+    key = None
+    if num_classes > 2:
+        colours = class_colours(num_classes)
+        key = {str(k): tuple(colours[k]) for k in range(1, num_classes)}
+    return titled_strip(tiles, PANEL_TITLES, legend=key)
 
 
 class SegmentationModule(L.LightningModule):
@@ -81,7 +94,8 @@ class SegmentationModule(L.LightningModule):
         if not np.all(np.isnan(scores)):
             self._val_dice.append(float(np.nanmean(scores)))
         if batch_idx == 0:
-            self.log_panel(make_panel(batch["image"].numpy(), label, pred), f"{batch['case']} epoch {self.current_epoch}")
+            self.log_panel(make_panel(batch["image"].numpy(), label, pred, self.num_classes),
+                           f"{batch['case']} epoch {self.current_epoch}")
 
     def on_validation_epoch_end(self) -> None:
         if self._val_dice:
@@ -90,10 +104,13 @@ class SegmentationModule(L.LightningModule):
         self._val_dice = []
 
     def log_panel(self, panel: np.ndarray, caption: str) -> None:
-        """Send the panel to every logger that takes images (W&B)."""
+        """Send the panel (:func:`make_panel`, titles drawn in) to every logger that takes images (W&B),
+        captioned ``caption`` and the column titles."""
+        columns = " | ".join(t.replace("\n", ", ") for t in PANEL_TITLES)
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image(key="val/panel", images=[panel], caption=[caption], step=self.global_step)
+                logger.log_image(key="val/panel", images=[panel], caption=[f"{caption}: {columns}"],
+                                 step=self.global_step)
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.model.parameters())

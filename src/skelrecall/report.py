@@ -117,6 +117,9 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_markdown(table: pd.DataFrame, title: str, profile: str, runs_dir: Path) -> str:
+    """The summary table of :func:`make_report` as Markdown (:func:`skelrecall.render.markdown_table`)."""
+    from skelrecall.render import markdown_table
+
     synthetic = all(str(d).startswith("synthetic") for d in table["dataset"])
     data = "synthetic data" if synthetic else "real (converted) datasets"
     lines = [f"# {title}", "",
@@ -125,13 +128,13 @@ def to_markdown(table: pd.DataFrame, title: str, profile: str, runs_dir: Path) -
              "standard deviation) over runs (seeds x folds). Dice and clDice in percent; beta0/beta1 errors "
              "are mean absolute errors per image/volume (whole images, see reports/README.md).", ""]
     headings = ["dataset", "backbone", "loss", "w", *[h for _, _, h in METRICS.values()], "runs", "cases"]
-    lines.append("| " + " | ".join(headings) + " |")
-    lines.append("|" + "---|" * len(headings))
+    body = []
     for _, r in table.iterrows():
         notes = [f"{r[k]} {k.replace('_', ' ')}" for k in ("failed", "did_not_train") if r[k]]
         runs = f"{r['runs']}" + (f" ({', '.join(notes)})" if notes else "")
-        cells = [r["dataset"], r["backbone"], r["loss"], f"{r['w']:g}", *[r[c] for c in METRICS], runs, str(r["cases"])]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        body.append([r["dataset"], r["backbone"], r["loss"], f"{r['w']:g}", *[r[c] for c in METRICS], runs,
+                     str(r["cases"])])
+    lines.append(markdown_table(headings, body))
     return "\n".join(lines) + "\n"
 
 

@@ -15,12 +15,14 @@ on the per-case values of the same cases, averaged over seeds first.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from skelrecall.experiments import paper_rows, table_groups
+from skelrecall.render import latex_escape, latex_table, markdown_table
 from skelrecall.stats import paired_comparison
 
 METRICS = {  # column -> (heading, scale of our per-case values, higher is better, digits)
@@ -110,31 +112,35 @@ def _value(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" +- {std:.{digits}f}")
 
 
-def _cells(rows: pd.DataFrame, bold: str) -> list[dict[str, str]]:
-    """Formatted cells per row; ``bold`` wraps a best value (``**{}**`` or ``\\textbf{{{}}}``)."""
+def _cells(rows: pd.DataFrame, bold: str, text=str) -> list[dict[str, str]]:
+    """Formatted cells per row; ``text`` turns a cell's plain text into the output format (e.g. LaTeX
+    escaping), then ``bold`` wraps a best value (``**{}**`` or ``\\textbf{{{}}}``)."""
     out = []
     for _, block in rows.groupby("dataset", sort=False):
         best = {m: (_best(block, f"{m}_mean", hi), _best(block, f"{m}_paper", hi)) for m, (_, _, hi, _) in METRICS.items()}
         for _, r in block.iterrows():
-            cells = {"dataset": r["dataset"], "loss": LOSS_NAMES.get(r["loss"], r["loss"]), "w": f"{r['w']:g}"}
+            cells = {"dataset": text(r["dataset"]), "loss": text(LOSS_NAMES.get(r["loss"], r["loss"])),
+                     "w": text(f"{r['w']:g}")}
             for m, (_, _, _, digits) in METRICS.items():
                 ours = _value(r[f"{m}_mean"], r[f"{m}_std"], digits)
                 if not ours:
-                    ours = "did not train" if r.get("did_not_train") else "missing"
+                    ours = text("did not train" if r.get("did_not_train") else "missing")
                 elif r[f"{m}_mean"] == best[m][0] and (r["runs"] and block["runs"].gt(0).sum() > 1):
-                    ours = bold.format(ours)
+                    ours = bold.format(text(ours))
+                else:
+                    ours = text(ours)
                 paper = r[f"{m}_paper"]
-                paper_cell = f"{paper:.{digits}f}" if not math.isnan(paper) else "n/a*"
+                paper_cell = text(f"{paper:.{digits}f}" if not math.isnan(paper) else "n/a*")
                 if not math.isnan(paper) and paper == best[m][1]:
                     paper_cell = bold.format(paper_cell)
                 cells[f"{m}_ours"], cells[f"{m}_paper"] = ours, paper_cell
                 diff = r[f"{m}_diff"]
-                cells[f"{m}_diff"] = "" if math.isnan(diff) else f"{diff:+.{digits}f}"
+                cells[f"{m}_diff"] = text("" if math.isnan(diff) else f"{diff:+.{digits}f}")
             runs = f"{r['runs']}/{r['expected']}"
             notes = [f"{r[k]} {k.replace('_', ' ')}" for k in ("failed", "stale", "did_not_train") if r.get(k)]
             if notes:
                 runs += f" ({', '.join(notes)})"
-            cells["runs"] = runs
+            cells["runs"] = text(runs)
             out.append(cells)
     return out
 
@@ -147,18 +153,23 @@ def _test_cell(t: pd.Series, metric: str) -> str:
             f"{t[f'{metric}_ci_high']:+.{digits}f}] p={t[f'{metric}_p_wilcoxon']:.2g}")
 
 
+def _not_in_paper(rows: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(dataset, loss name, the paper's note) of every row without a paper value (``n/a*`` cells)."""
+    return [(r["dataset"], LOSS_NAMES.get(r["loss"], r["loss"]), r["paper_note"])
+            for _, r in rows[rows["dice_paper"].isna()].iterrows()]
+
+
 def to_markdown(rows: pd.DataFrame, tests: pd.DataFrame, *, title: str, header: list[str]) -> str:
+    """The table and its paired tests as Markdown (:func:`skelrecall.render.markdown_table`)."""
     lines = [f"# {title}", "", *header, ""]
     heads = ["dataset", "loss", "w"]
     for m, (h, *_rest) in METRICS.items():
         heads += [f"{h} ours", "paper", "diff"]
     heads.append("runs")
-    lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     keys = ["dataset", "loss", "w", *[f"{m}_{k}" for m in METRICS for k in ("ours", "paper", "diff")], "runs"]
-    for cells in _cells(rows, "**{}**"):
-        lines.append("| " + " | ".join(cells[k] for k in keys) + " |")
-    for _, r in rows[rows["dice_paper"].isna()].iterrows():
-        lines += ["", f"\\* paper, {r['dataset']} {LOSS_NAMES.get(r['loss'], r['loss'])}: {r['paper_note']}."]
+    lines.append(markdown_table(heads, [[cells[k] for k in keys] for cells in _cells(rows, "**{}**")]))
+    for dataset, loss, note in _not_in_paper(rows):
+        lines += ["", f"\\* paper, {dataset} {loss}: {note}."]
     lines += ["", f"## Paired tests against {LOSS_NAMES[BASELINE]} on the same cases", "",
               "Per case: the metric averaged over seeds; cell: mean difference (loss - baseline) "
               "[bootstrap 95 % CI] and the two-sided Wilcoxon signed-rank p-value. Positive is better "
@@ -167,28 +178,63 @@ def to_markdown(rows: pd.DataFrame, tests: pd.DataFrame, *, title: str, header: 
         lines.append("No pair of finished runs to compare yet.")
     else:
         heads = ["dataset", "loss", "cases", *[METRICS[m][0] for m in METRICS]]
-        lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-        for _, t in tests.iterrows():
-            cells = [t["dataset"], LOSS_NAMES.get(t["loss"], t["loss"]), str(int(t["n_cases"])),
-                     *[_test_cell(t, m) for m in METRICS]]
-            lines.append("| " + " | ".join(cells) + " |")
+        body = [[t["dataset"], LOSS_NAMES.get(t["loss"], t["loss"]), str(int(t["n_cases"])),
+                 *[_test_cell(t, m) for m in METRICS]] for _, t in tests.iterrows()]
+        lines.append(markdown_table(heads, body))
     return "\n".join(lines) + "\n"
 
 
-def to_latex(rows: pd.DataFrame, *, title: str) -> str:
-    """A booktabs table in the paper's layout: ours (paper) per metric, best values bold."""
-    def esc(text: str) -> str:
-        return text.replace("+-", r"$\pm$").replace("_", r"\_").replace("%", r"\%")
+LATEX_PREAMBLE = r"% requires \usepackage{booktabs}"
+_SCALE = {"smoke": "smoke-test scale", "cpu": "CPU scale", "paper": "the paper's schedule"}
 
-    lines = [r"\begin{table}", r"\centering", rf"\caption{{{esc(title)}}}", r"\begin{tabular}{llcccc}", r"\toprule",
-             r"Dataset & Loss & Dice (\%) & clDice (\%) & $\beta_0$ error & $\beta_1$ error \\", r"\midrule"]
-    previous = None
-    for cells in _cells(rows, r"\textbf{{{}}}"):
-        if previous is not None and cells["dataset"] != previous:
-            lines.append(r"\midrule")
-        name = esc(cells["dataset"]) if cells["dataset"] != previous else ""
+
+def latex_caption(rows: pd.DataFrame, title: str, profile: str | None = None) -> str:
+    """The caption of :func:`to_latex` (LaTeX, escaped): ``title`` without a leading ``Table N:``
+    (LaTeX numbers tables itself), how to read the cells, where the data come from (synthetic
+    stand-ins and their scale, or the real datasets) and the profile, and the ``n/a*`` notes."""
+    title = re.sub(r"^\s*table\s+\w+\s*[:.]\s*", "", str(title), flags=re.I)
+    if profile is None:
+        found = re.search(r"\((\S+) profile\)", title)
+        profile = found.group(1) if found else None
+    trained = rows[["dataset", "trained_on"]].drop_duplicates() if "trained_on" in rows else pd.DataFrame()
+    synthetic = not trained.empty and trained["trained_on"].astype(str).str.startswith("synthetic").all()
+    where = f"profile {profile}" if profile else "profile not stated"
+    if synthetic:
+        pairs = ", ".join(f"{r.dataset}: {r.trained_on}" for r in trained.itertuples())
+        scale = _SCALE.get(profile, f"{profile} scale") if profile else "reduced scale"
+        data = (f"Ours on synthetic stand-ins of the paper's datasets ({pairs}), trained at {scale} ({where}); "
+                "they test the pipeline and compare the losses with each other and are not comparable in "
+                "absolute value with the paper's numbers on the real datasets.")
+    else:
+        data = f"Ours on the real (converted) datasets ({where})."
+    text = (f"{title}. Each cell: ours, mean +- sample standard deviation over runs (seeds x folds), and in "
+            f"parentheses the paper's value; bold: best per dataset and column. {data}")
+    notes = [f"{dataset} {loss}: {note}" for dataset, loss, note in _not_in_paper(rows)]
+    if notes:
+        text += f" n/a*: not in the paper ({'; '.join(notes)})."
+    return _latex_text(text)
+
+
+def _latex_text(text: str) -> str:
+    """``text`` escaped for LaTeX, with ``+-`` as ``$\\pm$`` and `` x `` as ``$\\times$``."""
+    return latex_escape(text).replace("+-", r"$\pm$").replace(" x ", r" $\times$ ")
+
+
+def to_latex(rows: pd.DataFrame, *, title: str, profile: str | None = None) -> str:
+    """A booktabs table in the paper's layout: ours (paper) per metric, best values bold, a rule
+    between datasets (:func:`skelrecall.render.latex_table`); caption: :func:`latex_caption`
+    (``profile`` default: read from ``(<profile> profile)`` in ``title``). Starts with a comment line
+    naming the package it needs; compiles in a minimal document with ``\\usepackage{booktabs}``."""
+    heads = ["Dataset", "Loss", r"Dice (\%)", r"clDice (\%)", r"$\beta_0$ error", r"$\beta_1$ error"]
+    body, starts, previous = [], [], None
+    for i, cells in enumerate(_cells(rows, r"\textbf{{{}}}", text=_latex_text)):
+        if cells["dataset"] != previous:
+            starts.append(i)
+        name = cells["dataset"] if cells["dataset"] != previous else ""
         previous = cells["dataset"]
-        metric_cells = [f"{esc(cells[f'{m}_ours'])} ({esc(cells[f'{m}_paper'])})" for m in METRICS]
-        lines.append(" & ".join([name, esc(cells["loss"]), *metric_cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+        body.append([name, cells["loss"], *[f"{cells[f'{m}_ours']} ({cells[f'{m}_paper']})" for m in METRICS]])
+    number = re.match(r"^\s*table\s+(\w+)", str(title), flags=re.I)
+    label = f"tab:skelrecall-table{number.group(1)}" if number else None
+    table = latex_table(heads, body, align="llcccc", midrules=starts,
+                        caption=latex_caption(rows, title, profile), label=label)
+    return f"{LATEX_PREAMBLE}\n{table}"
