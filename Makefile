@@ -68,8 +68,14 @@ reproduce: install ## every paper table and figure: PROFILE=cpu (synthetic, ~70 
 bench: install ## resource benchmarks into reports/bench (ratios measured in one run)
 	$(BIN)/skelrecall-bench all
 
+check-paper: install ## slow, not in CI: every experiment with profile=paper trains 2 steps, predicts one case (reports/bench/paper_check.md)
+	$(BIN)/python -m skelrecall.bench.paper_check $(ARGS)
+
+gpu-check: install ## on a CUDA machine: paper-size steps/s, GPU memory, Skeleton Recall's overhead (reports/bench/gpu.md)
+	$(BIN)/python -m skelrecall.bench.gpu_check $(ARGS)
+
 clean: ## remove run folders and caches (keeps data/ and .venv)
 	rm -rf runs outputs multirun .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +
 
-.PHONY: help install test test-fast lint format data train sweep predict evaluate report reproduce bench clean
+.PHONY: help install test test-fast lint format data train sweep predict evaluate report reproduce bench check-paper gpu-check clean

@@ -276,8 +276,11 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
 
             logger.log_table(key="test/per_case", dataframe=headline_rows(pd.read_csv(run_dir / "per_case.csv")))
         logger.finalize("success")
+    import torch
+
+    gpu = {"peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3)} if torch.cuda.is_available() else {}
     run_dir.mark_done(config, train_seconds=round(train_seconds, 1), evaluated_split=split, n_cases=len(cases),
-                      empty_predictions=empty, headline=headline)
+                      empty_predictions=empty, headline=headline, **gpu)
     if empty == len(cases):
         print(f"[skelrecall] {run_dir.path}: every prediction is empty: this run did not train (tables say so)")
     print(f"[skelrecall] {run_dir.path}: " + ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if v is not None))
