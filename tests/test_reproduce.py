@@ -331,3 +331,29 @@ def test_plan_resolves_every_run_as_skelrecall_train_does(spec, profile):
                                   capture_output=True, text=True, timeout=120)
             assert proc.returncode == 0, proc.stderr[-2000:]
             assert yaml.safe_load(proc.stdout) == planned_config(run, profile, extra), (group.name, run)
+
+
+def test_paper_dry_run_lists_every_job_with_its_cluster_request(tmp_path, capsys):
+    assert reproduce_main(["--profile", "paper", "--dry-run", "--runs", str(tmp_path),
+                           "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=1440"]) == 0
+    out = capsys.readouterr().out
+    assert "276 runs: 0 finished, 276 to do" in out and out.count("--multirun profile=paper") == 10
+    assert out.count("per job: nodes=1, tasks_per_node=1, gpus_per_node=1, cpus_per_task=10, mem_gb=64, "
+                     "timeout_min=1440, partition=gpu") == 10
+
+
+def test_multi_node_ddp_on_slurm_composes():
+    """The README's multi-node example: 2 nodes x 4 GPUs, one SLURM task per GPU."""
+    from hydra import compose, initialize_config_dir
+
+    from skelrecall.configs import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            "experiment=nnunet_toothfairy", "profile=paper", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
+            "hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=4",
+            "hydra.launcher.gpus_per_node=4", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    assert (cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.num_nodes) == ("ddp", 4, 2)
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert launcher.nodes * launcher.tasks_per_node == cfg.trainer.num_nodes * cfg.trainer.devices

@@ -135,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         for _, config, _ in stale.values():
             RunDir(config["run_dir"]).clear()
     if args.dry_run:
+        resources = launcher_resources(launcher, args.profile, extra)
         for g in groups:
-            print(f"  {g.name}: {len(g.runs())} runs\n    {shlex.join(command(g, args.profile, launcher, extra))}")
+            todo = sum(1 for r in g.runs() if planned[_key(r)][0] != "finished")
+            print(f"  {g.name}: {len(g.runs())} runs ({todo} to run), one job each"
+                  + (f"; per job: {resources}" if resources else "")
+                  + f"\n    {shlex.join(command(g, args.profile, launcher, extra))}")
         return 0
 
     runnable = prepare_data(groups, data_root, prof)
@@ -170,6 +174,26 @@ def main(argv: list[str] | None = None) -> int:
                      *(["--wandb"] if wandb else []), *(["--out", str(args.out)] if args.out else []),
                      *(["--only", args.only] if args.only else []), *extra_report_args(extra)])
     return status
+
+
+def launcher_resources(launcher: str | None, profile: str, extra: list[str]) -> str:
+    """What a cluster launcher requests per job (nodes, tasks, GPUs, CPUs, memory, time, partition), as
+    composed from ``configs/hydra/launcher/<launcher>.yaml`` and the overrides; empty for local launchers."""
+    if launcher in (None, "basic", "parallel"):
+        return ""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from skelrecall.configs import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=[f"hydra/launcher={launcher}", f"profile={profile}",
+                                                *[o for o in extra if o.startswith("hydra.launcher.")]],
+                            return_hydra_config=True)
+    keys = ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "partition",
+            "account", "qos", "array_parallelism")
+    found = {k: cfg.hydra.launcher.get(k) for k in keys if cfg.hydra.launcher.get(k) is not None}
+    return ", ".join(f"{k}={v}" for k, v in found.items())
 
 
 def extra_report_args(extra: list[str]) -> list[str]:
