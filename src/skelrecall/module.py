@@ -81,8 +81,8 @@ class SegmentationModule(L.LightningModule):
         bs = batch["image"].shape[0]
         # sync_dist: epoch means over every process's batches in a distributed run
         self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
-        self.log("train/generic", parts["generic"], on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
-        self.log("train/connectivity", parts["connectivity"], on_step=False, on_epoch=True, batch_size=bs,
+        self.log("train/generic", parts["generic"], on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("train/connectivity", parts["connectivity"], on_step=True, on_epoch=True, batch_size=bs,
                  sync_dist=True)
         return total
 

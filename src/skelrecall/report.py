@@ -325,7 +325,7 @@ def log_artifact(paths: list[Path], *, name: str, runs_root: Path, project: str 
         artifact = wandb.Artifact(name, type="report")
         for path in paths:
             artifact.add_file(str(path))
-            if path.suffix == ".csv":
+            if path.suffix == ".csv" and path.stat().st_size > 1:  # a table without rows has nothing to show
                 run.log({f"tables/{path.stem}": wandb.Table(dataframe=pd.read_csv(path))})
             elif path.suffix == ".png":
                 run.log({f"figures/{path.stem}": wandb.Image(str(path))})

@@ -98,11 +98,16 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
             atomic_write(id_file, lambda tmp: tmp.write_text(uuid.uuid4().hex[:12]))
         tags = [cfg.experiment_name, cfg.dataset.name, cfg.backbone.name, cfg.loss.name, f"w={cfg.loss.w}",
                 f"seed={cfg.seed}", f"fold={cfg.fold}", f"profile={cfg.profile.name}"]
-        loggers.append(WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity,
-                                   group=f"{cfg.profile.name}/{cfg.experiment_name}", job_type=cfg.loss.name,
-                                   name=cfg.run_name.replace("/", "|"), tags=tags, save_dir=str(run_dir), mode=mode,
-                                   id=id_file.read_text().strip(), resume="allow",
-                                   config=OmegaConf.to_container(cfg, resolve=True)))
+        import wandb
+
+        # the run is started here and handed to Lightning (whose own wandb.init call passes settings
+        # that recent W&B versions warn about on every run)
+        experiment = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity,
+                                group=f"{cfg.profile.name}/{cfg.experiment_name}", job_type=cfg.loss.name,
+                                name=cfg.run_name.replace("/", "|"), tags=tags, dir=str(run_dir), mode=mode,
+                                id=id_file.read_text().strip(), resume="allow",
+                                config=OmegaConf.to_container(cfg, resolve=True))
+        loggers.append(WandbLogger(experiment=experiment, save_dir=str(run_dir)))
     elif kind != "csv":
         raise ConfigError(f"logger.name must be wandb, csv or none; got {kind!r}")
     return loggers
@@ -187,7 +192,8 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
         normalization=cfg.dataset.normalization, foreground_fraction=float(cfg.data.foreground_fraction),
         augmentation=OmegaConf.to_container(cfg.augmentation, resolve=True), num_workers=int(cfg.data.num_workers),
         max_train_cases=cfg.data.max_train_cases, max_val_cases=cfg.data.max_val_cases,
-        skeleton=loss.needs_skeleton, ignore_label=cfg.dataset.ignore_label, seed=int(cfg.seed))
+        skeleton=loss.needs_skeleton, ignore_label=cfg.dataset.ignore_label, seed=int(cfg.seed),
+        cache=bool(cfg.data.cache.enabled), cache_dir=cfg.data.cache.dir)
     datamodule.setup("fit")  # reads and checks the training and validation labels
     if rank_zero():
         write_json(run_dir / "preprocessing.json", datamodule.preprocessing())  # for skelrecall-predict
