@@ -78,6 +78,28 @@ def test_changed_config_on_a_finished_run_is_refused_naming_the_keys(tiny_root):
     assert proc.returncode == 0 and "is finished with this config; skipping" in proc.stdout
 
 
+def test_a_run_on_data_made_again_differently_is_refused_and_stale(tiny_root, tmp_path):
+    from skelrecall.experiments import run_state
+    from skelrecall.runs import RunConflictError
+
+    dataset = _copy_dataset(tiny_root, tmp_path)
+    cfg = compose_train("profile=smoke", "logger=none", f"paths.root={tmp_path}", "trainer.max_epochs=1")
+    run(cfg)
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert run_state(config)[0] == "finished"
+    meta = json.loads((dataset / "dataset.json").read_text())
+    meta["synthetic"]["seed"] = 99  # as if synthesized again with another seed
+    (dataset / "dataset.json").write_text(json.dumps(meta))
+    state, diff = run_state(config)
+    assert state == "stale" and "dataset.json" in diff[0][0]
+    done = (Path(cfg.run_dir) / "done").read_text()
+    with pytest.raises(RunConflictError, match="trained on other data"):
+        run(cfg)
+    assert (Path(cfg.run_dir) / "done").read_text() == done  # untouched
+
+
 def test_a_run_whose_predictions_are_all_empty_did_not_train(tmp_path):
     from skelrecall.io import write_json
     from skelrecall.report import run_row

@@ -20,7 +20,7 @@ import yaml
 
 from skelrecall.configs import CONFIG_DIR, compose
 from skelrecall.paths import SPEC_PATH
-from skelrecall.runs import RunDir, config_diff, config_hash
+from skelrecall.runs import RunDir, config_diff, config_hash, dataset_fingerprint
 
 RUN_KEYS = ("experiment", "dataset", "loss", "w", "seed", "fold")
 
@@ -121,6 +121,10 @@ def run_state(config: dict[str, Any]) -> tuple[str, list[tuple[str, Any, Any]]]:
     stored = run.config()
     if stored is None or run.stored_hash() != config_hash(config):
         return "stale", config_diff(stored or {}, config)
+    data = dataset_fingerprint(Path(config["paths"]["nnunet_raw"]) / config["dataset"]["folder"] / "dataset.json")
+    trained_on = run.stored_data_fingerprint()
+    if data is not None and trained_on is not None and data != trained_on:
+        return "stale", [("dataset.json (the data were made again with other settings)", trained_on, data)]
     return ("finished" if run.is_done() else "todo"), []
 
 

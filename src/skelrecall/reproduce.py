@@ -72,9 +72,16 @@ def prepare_data(groups: list[Group], data_root: Path, prof: dict) -> list[Group
         return [g for g in groups if g.dataset not in missing]
     from skelrecall.data.synthetic import get_generator
 
-    for name, cfg in missing.items():
-        print(f"[reproduce] synthesizing {name}", flush=True)
-        get_generator(name)(data_root / cfg["folder"], seed=0, **prof.get("synthetic_cases", {}))
+    stand_ins = {g.dataset: dataset_config(g.experiment, g.dataset) for g in groups}
+    for name, cfg in stand_ins.items():  # idempotent: an existing folder is kept if made with the same parameters
+        if name in missing:
+            print(f"[reproduce] synthesizing {name}", flush=True)
+        try:
+            get_generator(name)(data_root / cfg["folder"], seed=0, **prof.get("synthetic_cases", {}))
+        except FileExistsError as exc:
+            raise SystemExit(f"error: {exc}\nThe stand-in's generator changed since it was written; regenerate it "
+                             f"with: skelrecall-data synthesize {name} --out {data_root / cfg['folder']} --overwrite "
+                             "(runs trained on the old data are then stale)") from None
     return groups
 
 

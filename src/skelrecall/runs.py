@@ -47,7 +47,7 @@ from skelrecall.environment import environment_info
 from skelrecall.io import atomic_write, write_json
 
 #: config keys (dotted) that cannot change a run's results; left out of its identity hash
-IGNORED_KEYS = ("paths", "run_dir", "force", "logger", "torch_threads", "data.num_workers",
+IGNORED_KEYS = ("paths", "run_dir", "force", "logger", "torch_threads", "data.num_workers", "data.cache",
                 "evaluation.num_workers", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
                 "trainer.enable_model_summary", "dataset.create", "dataset.stand_in")
 #: everything a run writes (``force=true`` removes all of it; Hydra's ``.hydra/`` and log stay)
@@ -102,6 +102,13 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any
     a, b = _flatten(identity_config(old)), _flatten(identity_config(new))
     absent = "<absent>"
     return [(k, a.get(k, absent), b.get(k, absent)) for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)]
+
+
+def dataset_fingerprint(dataset_json: str | Path) -> str | None:
+    """SHA-256 (16 hex characters) of a converted dataset's ``dataset.json``, which records the converter's
+    or generator's parameters and the cases: it changes when the data are made differently. None if absent."""
+    path = Path(dataset_json)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
 
 
 def file_digest(path: Path) -> str:
@@ -226,6 +233,10 @@ class RunDir:
         """A finished run or saved training progress (what a config change must not silently reuse)."""
         return (self / "done").exists() or any((self / "checkpoints").glob("*.ckpt"))
 
+    def stored_data_fingerprint(self) -> str | None:
+        """The ``dataset_fingerprint`` the run trained on (from ``done``, else from its last start)."""
+        return (self.done_info() or {}).get("data_fingerprint") or (self.environment() or {}).get("data_fingerprint")
+
     def git_commits(self) -> list[str]:
         """Short commit (``+dirty`` when the tree had changes) of every start of this run."""
         env = self.environment() or {}
@@ -252,6 +263,20 @@ class RunDir:
             + "\n".join(lines) + more
             + "\nNothing was changed. Pass force=true to delete that run and train this configuration from scratch "
               "(or choose another experiment_name/paths.runs).")
+
+    def check_data(self, fingerprint: str | None) -> None:
+        """Refuse (``RunConflictError``) if this folder's progress was made on differently made data."""
+        stored = self.stored_data_fingerprint()
+        if stored is None or fingerprint is None or stored == fingerprint or not self.has_progress():
+            return
+        raise RunConflictError(
+            f"{self.path} holds a run trained on other data: the dataset's dataset.json changed since "
+            f"(fingerprint {stored} in the folder, {fingerprint} now; it was converted or synthesized again with "
+            "other settings). Nothing was changed. Pass force=true to delete that run and train again.")
+
+    def record_data_fingerprint(self, fingerprint: str | None) -> None:
+        env = self.environment() or {}
+        write_json(self / "environment.json", {**env, "data_fingerprint": fingerprint})
 
     # --- writing (rank zero only) -------------------------------------------------------------------
     @contextmanager
@@ -300,7 +325,8 @@ class RunDir:
         env = self.environment() or {}
         attempts = env.get("attempts", [])
         attempts.append({"started": _now(), **{k: info[k] for k in ("git_commit", "git_dirty", "command")}})
-        write_json(self / "environment.json", {**info, "config_hash": config_hash(config), "attempts": attempts})
+        kept = {"data_fingerprint": env["data_fingerprint"]} if "data_fingerprint" in env else {}
+        write_json(self / "environment.json", {**info, "config_hash": config_hash(config), "attempts": attempts, **kept})
         for marker in ("failed", "interrupted"):
             (self / marker).unlink(missing_ok=True)
 

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 import skelrecall.configs  # noqa: F401  (registers the configs' resolvers before Hydra composes)
 from skelrecall.data.layout import DatasetLayout, DatasetLayoutError
 from skelrecall.io import atomic_write, staged_dir, write_image, write_json
-from skelrecall.runs import CheckpointError, RunConflictError, RunDir, rank_zero
+from skelrecall.runs import CheckpointError, RunConflictError, RunDir, dataset_fingerprint, rank_zero
 
 
 class ConfigError(ValueError):
@@ -151,6 +151,7 @@ def run(cfg: DictConfig) -> dict[str, Any] | None:
             run_dir.clear()  # force: everything of the old run goes, training starts from scratch
         elif run_dir.is_done():
             run_dir.check_identity(config)
+            run_dir.check_data(dataset_fingerprint(Path(cfg.paths.nnunet_raw) / cfg.dataset.folder / "dataset.json"))
             print(f"[skelrecall] {run_dir.path} is finished with this config; skipping. Pass force=true to rerun.")
             return run_dir.summary()
         else:
@@ -177,6 +178,10 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
     # --- everything that can fail on the inputs, before any training -------------------------
     check_config(cfg)
     layout = open_dataset(cfg)
+    data_fingerprint = dataset_fingerprint(layout.root / "dataset.json")
+    if rank_zero():
+        run_dir.check_data(data_fingerprint)  # progress made on other data is never continued
+        run_dir.record_data_fingerprint(data_fingerprint)
     dims, num_classes = int(cfg.dataset.dims), int(cfg.dataset.num_classes)
     if cfg.get("torch_threads"):
         import torch
@@ -286,7 +291,8 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
 
     gpu = {"peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3)} if torch.cuda.is_available() else {}
     run_dir.mark_done(config, train_seconds=round(train_seconds, 1), evaluated_split=split, n_cases=len(cases),
-                      empty_predictions=empty, headline=headline, **gpu)
+                      empty_predictions=empty, headline=headline,
+                      data_fingerprint=dataset_fingerprint(layout.root / "dataset.json"), **gpu)
     if empty == len(cases):
         print(f"[skelrecall] {run_dir.path}: every prediction is empty: this run did not train (tables say so)")
     print(f"[skelrecall] {run_dir.path}: " + ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if v is not None))
