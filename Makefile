@@ -1,47 +1,54 @@
 # skelrecall: `make help` lists the targets. Every target that needs the environment depends on
 # `install`, so `make reproduce` and `make test` each work as the first command on a fresh machine.
+# Outputs (data/, runs/, reports/) go to the current folder, so `make -f <checkout>/Makefile -C <dir> ...`
+# works from anywhere; the environment is the checkout's .venv.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+ROOT          := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON        ?= python3
-VENV          ?= .venv
+VENV          ?= $(ROOT)/.venv
 PROFILE       ?= cpu
 TORCH_VERSION ?= 2.13.0
-EXTRAS        ?= dev,hrnet
+EXTRAS        ?= dev,hrnet,topology
 BIN           := $(VENV)/bin
 comma         := ,
 STAMP         := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+# topolosses (topology extra) is installed without its declared dependencies (torchvision, a CUDA torch)
+PIP_EXTRAS    := $(subst $(eval) ,$(comma),$(filter-out topology,$(subst $(comma), ,$(EXTRAS))))
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|paper)  LAUNCHER=(parallel|local|slurm|basic)  ARGS=(Hydra overrides)"
+	@echo "  variables: PROFILE=$(PROFILE) (smoke|cpu|cpu_real|paper)  LAUNCHER=(parallel|local|slurm|basic)  ARGS=(extra arguments)"
 	@echo "             EXTRAS=$(EXTRAS)  TORCH_VERSION=$(TORCH_VERSION)"
 
-$(STAMP): pyproject.toml
+$(STAMP): $(ROOT)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# No CUDA here: put the CPU build of torch in first, or `torch>=2.1` would pull a multi-GB CUDA build.
 	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
 		echo "no GPU found: installing torch==$(TORCH_VERSION) (CPU)"; \
 		$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"; fi
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet -e "$(ROOT)[$(PIP_EXTRAS)]"
+	@if [[ ",$(EXTRAS)," == *",topology,"* ]]; then \
+		$(BIN)/python -m pip install --quiet --no-deps "topolosses==0.2.0" && $(BIN)/python -m pip install --quiet "cripser>=0.0.37"; fi
 	@touch $@
 
 install: $(STAMP) ## create .venv and install the package with EXTRAS (idempotent)
 
-test: install ## run the whole test suite (a few minutes on 2 cores)
-	$(BIN)/python -m pytest -q
+test: install ## run the whole test suite (about 10 minutes on 2 cores)
+	cd $(ROOT) && $(BIN)/python -m pytest -q
 
 test-fast: install ## the fast tier for the inner loop (about a minute): everything but end-to-end runs
-	$(BIN)/python -m pytest -q -m "not slow"
+	cd $(ROOT) && $(BIN)/python -m pytest -q -m "not slow"
 
 lint: install ## ruff: lint and format check (what CI runs)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check $(ROOT)/src $(ROOT)/tests
+	$(BIN)/ruff format --check $(ROOT)/src $(ROOT)/tests
 
 format: install ## ruff: fix what can be fixed and format the code
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix $(ROOT)/src $(ROOT)/tests
+	$(BIN)/ruff format $(ROOT)/src $(ROOT)/tests
 
 data: install ## make a dataset: DATASET=synthetic_2d, or DATASET=drive RAW=/path/to/download
 	@if [ -n "$(RAW)" ]; then $(BIN)/skelrecall-data convert $(DATASET) --raw "$(RAW)"; \
@@ -62,11 +69,11 @@ evaluate: install ## score a folder: make evaluate PRED=dir LABELS=dir
 report: install ## tables 2/3 and figures from the finished runs of PROFILE (reports/$(PROFILE)/tables, figures)
 	$(BIN)/skelrecall-report --profile $(PROFILE)
 
-reproduce: install ## every paper table and figure: PROFILE=cpu (synthetic, ~70 min, 2 cores) | smoke (minutes) | paper (GPUs)
+reproduce: install ## every paper table and figure: PROFILE=cpu (synthetic, 2 cores) | cpu_real (real DRIVE) | smoke (minutes) | paper (GPUs)
 	$(BIN)/skelrecall-reproduce --profile $(PROFILE) $(if $(LAUNCHER),--launcher $(LAUNCHER)) $(ARGS)
 
-bench: install ## resource benchmarks into reports/bench (ratios measured in one run)
-	$(BIN)/skelrecall-bench all
+bench: install ## resource benchmarks into reports/bench (ratios measured in one run); ARGS=--quick for a fast check
+	$(BIN)/skelrecall-bench all $(ARGS)
 
 check-paper: install ## slow, not in CI: every experiment with profile=paper trains 2 steps, predicts one case (reports/bench/paper_check.md)
 	$(BIN)/python -m skelrecall.bench.paper_check $(ARGS)
