@@ -47,11 +47,13 @@ def test_foreground_oversampling(tiny_root):
     assert set(batch) == {"image", "label", "skeleton"} and batch["image"].shape == (2, 1, 64, 64)
 
 
-def test_patches_depend_only_on_seed_epoch_and_index(tiny_root):
-    """The same (epoch, i) gives the same patch whatever the workers or the order; epochs differ."""
+@pytest.mark.parametrize("cache", [False, True], ids=["in_memory", "cached"])
+def test_patches_depend_only_on_seed_epoch_and_index(tiny_root, tmp_path, cache):
+    """The same (epoch, i) gives the same patch whatever the workers or the order; epochs differ; in memory
+    or read from the preprocessed cache (tests/test_cache.py: both give the same patches)."""
     import torch
 
-    dm = _module(tiny_root, augmentation=_nnunet_augmentation())
+    dm = _module(tiny_root, augmentation=_nnunet_augmentation(), cache=cache, cache_dir=tmp_path / "cache")
     ds = dm.train_dataloader().dataset
     first = [ds[(3, i)] for i in range(6)]
     torch.manual_seed(123)
@@ -63,7 +65,8 @@ def test_patches_depend_only_on_seed_epoch_and_index(tiny_root):
     other_epoch = ds[(4, 0)]
     assert not torch.equal(first[0]["image"], other_epoch["image"])
     # two loader workers give the batches of one process, in the same order
-    dm_workers = _module(tiny_root, augmentation=_nnunet_augmentation(), num_workers=2)
+    dm_workers = _module(tiny_root, augmentation=_nnunet_augmentation(), num_workers=2, cache=cache,
+                         cache_dir=tmp_path / "cache")
     single = [b["image"] for b in dm.train_dataloader()]
     multi = [b["image"] for b in dm_workers.train_dataloader()]
     assert len(single) == len(multi) == 4 and all(torch.equal(a, b) for a, b in zip(single, multi))

@@ -16,7 +16,7 @@ LAYERS = {
     "skelrecall.colours": 0,
     # the science: losses, metrics, networks, the dataset layout and augmentation
     "skelrecall.metrics": 1, "skelrecall.losses": 1, "skelrecall.models": 1, "skelrecall.data": 1,
-    "skelrecall.data.layout": 1, "skelrecall.data.augmentation": 1,
+    "skelrecall.data.layout": 1, "skelrecall.data.augmentation": 1, "skelrecall.data.cache": 1,
     # writing datasets (converters and synthetic generators share the converters' common helpers)
     "skelrecall.data.converters": 2, "skelrecall.data.synthetic": 2,
     # one run: data module, inference, evaluation, the run folder, the LightningModule

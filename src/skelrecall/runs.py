@@ -252,7 +252,7 @@ class RunDir:
         stored = self.config()
         if stored is None or not self.has_progress():
             return
-        if config_hash(stored) == config_hash(config) and (self.stored_hash() == config_hash(config)):
+        if config_hash(stored) == config_hash(config):
             return
         diff = config_diff(stored, config)
         lines = [f"  {k}: {old!r} (in the folder) -> {new!r} (now)" for k, old, new in diff[:20]]

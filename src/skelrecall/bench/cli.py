@@ -1,4 +1,4 @@
-"""``skelrecall-bench {metrics,losses,throughput,all}``: run the benchmarks and write ``reports/bench/``."""
+"""``skelrecall-bench {metrics,losses,throughput,cache,all}``: run the benchmarks and write ``reports/bench/``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ SUITES = {
     "metrics": "skelrecall.bench.metrics",
     "losses": "skelrecall.bench.losses",
     "throughput": "skelrecall.bench.throughput",
+    "cache": "skelrecall.bench.cache",
 }
 
 

@@ -1,4 +1,5 @@
-"""Lightning DataModule: cases in memory, patch sampling, augmentation, tubed skeletons.
+"""Lightning DataModule: cases in memory or memory-mapped from a cache, patch sampling, augmentation,
+tubed skeletons.
 
 Training samples are produced per item in the DataLoader workers (CPU). Patch ``i`` of epoch ``e``
 draws everything random from its own generator, seeded with ``(seed, e, i)`` (``EpochSampler`` hands
@@ -13,15 +14,30 @@ epoch ``e`` sees the same patches as one that never stopped:
 3. compute :func:`skelrecall.skeleton.tubed_skeleton` of the *augmented* label patch (pixels with
    the ignore label, e.g. Roads' no-data regions, count as background there).
 
-Intensities are normalized per case at load time (nnU-Net style): ``zscore`` per image and channel,
+Intensities are normalized per case (nnU-Net style): ``zscore`` per image and channel,
 or ``ct``: clip to the 0.5/99.5 percentiles of the training foreground and z-score with the
 training foreground's mean and standard deviation. Validation and test cases are whole images.
+
+Cases are held one of two ways, with identical patches (same normalized values, crops and
+foreground samples, so results do not change):
+
+* in memory (``cache=False``, :class:`Case`): every training and validation case of the fold,
+  normalized float32, in RAM (and in each loader worker's address space);
+* from the preprocessed cache (``cache=True``, :class:`CachedCase`; format, invalidation and
+  location in :mod:`skelrecall.data.cache`): each case converted once to ``.npy`` files that the
+  loader workers memory-map per crop, so a process reads only its patches' pages and holds no
+  whole case. Normalization is applied to the crop (elementwise, the same float32 values as
+  normalizing the whole image); the foreground sample for oversampling and the CT statistics are
+  drawn at setup from the cached foreground indices with the same generator calls as in memory.
+  Validation cases are read from the cache one at a time. Test cases are read from the source
+  files one at a time (:meth:`SegmentationDataModule.load_cases`) in either mode.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -30,20 +46,94 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from skelrecall.data.augmentation import build_augmentation
+from skelrecall.data.cache import CaseCache, Entry, default_cache_dir, jsonable
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 from skelrecall.skeleton import tubed_skeleton
 
 MAX_FG_COORDS = 20_000  # foreground voxels kept per case for oversampling
+CT_SAMPLE = 10_000  # foreground intensities per training case for the CT statistics
 
 
 @dataclass
 class Case:
+    """A case in memory: normalized image, label, geometry and foreground sample."""
+
     name: str
     image: np.ndarray  # float32 (C, *spatial), normalized
     label: np.ndarray  # uint8/int16 (1, *spatial)
     meta: dict[str, Any]
     fg_coords: np.ndarray  # (n, ndim) sample of foreground voxel coordinates
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.label.shape[1:])
+
+    @property
+    def channels(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def label_dtype(self) -> np.dtype:
+        return self.label.dtype
+
+    def region(self, src: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Image and label inside the spatial slices ``src``."""
+        return self.image[(slice(None), *src)], self.label[(slice(None), *src)]
+
+
+@dataclass
+class CachedCase:
+    """A case in the preprocessed cache (:mod:`skelrecall.data.cache`): files mapped per access, nothing
+    held but paths, statistics and the foreground sample, so pickling it to a loader worker is cheap.
+
+    ``stats``: ``zscore``: this case's per-channel ``mean``/``std`` (float32, shaped to broadcast);
+    ``ct``: the fold's CT statistics. ``image``/``label`` read the whole case (validation);
+    :meth:`region` reads only a crop's pages.
+    """
+
+    name: str
+    entry: Entry
+    normalization: str
+    stats: dict[str, Any]
+    fg_coords: np.ndarray  # (n, ndim) sample of foreground voxel coordinates (compact integer type)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.entry.arrays["label"]["shape"][1:])
+
+    @property
+    def channels(self) -> int:
+        return int(self.entry.arrays["image"]["shape"][0])
+
+    @property
+    def label_dtype(self) -> np.dtype:
+        return np.dtype(np.int16)  # what read_case_label gives; the file may hold uint8
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The JSON-safe part of the image's geometry (see :func:`skelrecall.data.cache.jsonable`)."""
+        return self.entry.info.get("meta", {})
+
+    def _normalize(self, image: np.ndarray) -> np.ndarray:
+        if self.normalization == "zscore":
+            return zscore(image, (self.stats["mean"], self.stats["std"])).astype(np.float32, copy=False)
+        return normalize(image, self.normalization, self.stats).astype(np.float32, copy=False)
+
+    def region(self, src: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized image and label inside the spatial slices ``src``, read from the mapped files."""
+        image, label = self.entry.map("image"), self.entry.map("label")
+        return self._normalize(image[(slice(None), *src)]), label[(slice(None), *src)].astype(np.int16)
+
+    @property
+    def image(self) -> np.ndarray:
+        """The whole normalized image (read from the cache on each access)."""
+        return self._normalize(self.entry.map("image"))
+
+    @property
+    def label(self) -> np.ndarray:
+        """The whole label map, int16 (read from the cache on each access)."""
+        return self.entry.read("label").astype(np.int16)
 
 
 def read_channels(paths, dims: int) -> tuple[np.ndarray, dict]:
@@ -77,26 +167,40 @@ def read_case_label(layout: DatasetLayout, case: str, split: str, dims: int,
     return arr[None].astype(np.int16)
 
 
-def zscore(image: np.ndarray) -> np.ndarray:
-    """Per-channel z-score over the whole image."""
+def zscore_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of ``image`` (``(C, *spatial)``), shaped ``(C, 1, ...)``."""
     mean = image.mean(axis=tuple(range(1, image.ndim)), keepdims=True)
     std = image.std(axis=tuple(range(1, image.ndim)), keepdims=True)
+    return mean, std
+
+
+def zscore(image: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Per-channel z-score over the whole image (``stats``: its :func:`zscore_statistics`, if known; then
+    ``image`` may be any crop of it and gets the values the whole image would)."""
+    mean, std = zscore_statistics(image) if stats is None else stats
     return (image - mean) / np.maximum(std, 1e-8)
 
 
-def ct_statistics(images: list[np.ndarray], labels: list[np.ndarray], rng: np.random.Generator) -> dict:
-    """nnU-Net's CT statistics: percentiles 0.5/99.5, mean and std of foreground intensities."""
-    samples = []
-    for img, lab in zip(images, labels):
-        values = img[:, lab[0] > 0].T  # (n, C)
-        if len(values) > 10_000:
-            values = values[rng.choice(len(values), 10_000, replace=False)]
-        samples.append(values)
-    values = np.concatenate(samples) if samples else np.zeros((0, images[0].shape[0]))
+def foreground_intensities(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``values`` (``(n, C)`` foreground intensities of a case), subsampled to ``CT_SAMPLE`` rows."""
+    if len(values) > CT_SAMPLE:
+        values = values[rng.choice(len(values), CT_SAMPLE, replace=False)]
+    return values
+
+
+def ct_statistics_of(samples: list[np.ndarray], channels: int) -> dict:
+    """Percentiles 0.5/99.5, mean and std of the pooled foreground intensity ``samples`` (``(n, C)`` each)."""
+    values = np.concatenate(samples) if samples else np.zeros((0, channels))
     if len(values) == 0:
         raise ValueError("normalization 'ct' needs foreground in the training labels")
     return {"low": np.percentile(values, 0.5, axis=0), "high": np.percentile(values, 99.5, axis=0),
             "mean": values.mean(axis=0), "std": values.std(axis=0)}
+
+
+def ct_statistics(images: list[np.ndarray], labels: list[np.ndarray], rng: np.random.Generator) -> dict:
+    """nnU-Net's CT statistics: percentiles 0.5/99.5, mean and std of foreground intensities."""
+    samples = [foreground_intensities(img[:, lab[0] > 0].T, rng) for img, lab in zip(images, labels)]
+    return ct_statistics_of(samples, images[0].shape[0] if images else 0)
 
 
 def ct_normalize(image: np.ndarray, stats: dict) -> np.ndarray:
@@ -122,9 +226,9 @@ def without_ignore(label: np.ndarray, ignore_label: int | None) -> np.ndarray:
     return label if ignore_label is None else np.where(label == ignore_label, 0, label)
 
 
-def crop_patch(case: Case, patch: tuple[int, ...], rng: np.random.Generator, force_fg: bool):
+def crop_patch(case: Case | CachedCase, patch: tuple[int, ...], rng: np.random.Generator, force_fg: bool):
     """A ``patch``-sized crop of image and label, padded where the case is smaller."""
-    spatial = case.label.shape[1:]
+    spatial = case.shape
     if force_fg and len(case.fg_coords):
         centre = case.fg_coords[rng.integers(len(case.fg_coords))]
         start = [int(c) - p // 2 for c, p in zip(centre, patch)]
@@ -133,10 +237,9 @@ def crop_patch(case: Case, patch: tuple[int, ...], rng: np.random.Generator, for
     start = [min(max(st, min(0, s - p)), max(0, s - p)) for st, s, p in zip(start, spatial, patch)]
     src = tuple(slice(max(st, 0), min(st + p, s)) for st, s, p in zip(start, spatial, patch))
     dst = tuple(slice(sl.start - st, sl.stop - st) for sl, st in zip(src, start))
-    image = np.zeros((case.image.shape[0], *patch), np.float32)
-    label = np.zeros((1, *patch), case.label.dtype)
-    image[(slice(None), *dst)] = case.image[(slice(None), *src)]
-    label[(slice(None), *dst)] = case.label[(slice(None), *src)]
+    image = np.zeros((case.channels, *patch), np.float32)
+    label = np.zeros((1, *patch), case.label_dtype)
+    image[(slice(None), *dst)], label[(slice(None), *dst)] = case.region(src)
     return image, label
 
 
@@ -165,8 +268,9 @@ class PatchDataset(Dataset):
     Everything random about a patch comes from ``numpy.random.default_rng((seed, epoch, i))``.
     """
 
-    def __init__(self, cases: list[Case], patch_size, foreground_fraction: float, augmentation: dict | None,
-                 dims: int, skeleton: bool = True, ignore_label: int | None = None, seed: int = 0):
+    def __init__(self, cases: list[Case] | list[CachedCase], patch_size, foreground_fraction: float,
+                 augmentation: dict | None, dims: int, skeleton: bool = True, ignore_label: int | None = None,
+                 seed: int = 0):
         self.cases, self.patch = cases, tuple(int(p) for p in patch_size)
         self.ignore_label, self.seed = ignore_label, int(seed)
         self.fg_fraction, self.dims = foreground_fraction, dims
@@ -191,7 +295,7 @@ class PatchDataset(Dataset):
             aug.set_random_state(seed=int(rng.integers(2**32)))
             out = aug({"image": image, "label": label.astype(np.float32)})
             image = np.asarray(out["image"], dtype=np.float32)
-            label = np.rint(np.asarray(out["label"])).astype(case.label.dtype)
+            label = np.rint(np.asarray(out["label"])).astype(case.label_dtype)
         sample = {"image": torch.from_numpy(np.ascontiguousarray(image)),
                   "label": torch.from_numpy(label.astype(np.int64))}
         if self.skeleton:
@@ -203,7 +307,7 @@ class PatchDataset(Dataset):
 class CaseDataset(Dataset):
     """Whole cases (for validation), one per item."""
 
-    def __init__(self, cases: list[Case]):
+    def __init__(self, cases: list[Case] | list[CachedCase]):
         self.cases = cases
 
     def __len__(self) -> int:
@@ -216,13 +320,19 @@ class CaseDataset(Dataset):
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    """Training patches and whole validation cases of one fold of a converted dataset."""
+    """Training patches and whole validation cases of one fold of a converted dataset.
+
+    ``cache``: read training and validation cases from the preprocessed cache in ``cache_dir``
+    (default :func:`skelrecall.data.cache.default_cache_dir`: ``<nnunet_raw>/../cache/<dataset folder>``),
+    building missing or stale entries at :meth:`setup`; else hold them in memory. Same patches either way.
+    """
 
     def __init__(self, layout: DatasetLayout, *, dims: int, patch_size, batch_size: int,
                  iterations_per_epoch: int, fold: int = 0, normalization: str = "zscore",
                  foreground_fraction: float = 1 / 3, augmentation: dict | None = None, num_workers: int = 0,
                  max_train_cases: int | None = None, max_val_cases: int | None = None,
-                 skeleton: bool = True, ignore_label: int | None = None, seed: int = 0):
+                 skeleton: bool = True, ignore_label: int | None = None, seed: int = 0,
+                 cache: bool = False, cache_dir: str | os.PathLike | None = None):
         super().__init__()
         if normalization not in ("zscore", "ct"):
             raise ValueError(f"dataset.normalization must be 'zscore' or 'ct', got {normalization!r}")
@@ -232,9 +342,11 @@ class SegmentationDataModule(L.LightningDataModule):
         self.augmentation, self.num_workers, self.skeleton, self.seed = augmentation, num_workers, skeleton, seed
         self.max_train_cases, self.max_val_cases = max_train_cases, max_val_cases
         self.ignore_label = ignore_label
+        self.cache = bool(cache)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(layout)
         self.ct_stats: dict | None = None
-        self.train_cases: list[Case] = []
-        self.val_cases: list[Case] = []
+        self.train_cases: list[Case] | list[CachedCase] = []
+        self.val_cases: list[Case] | list[CachedCase] = []
 
     def fold_cases(self) -> tuple[list[str], list[str]]:
         splits = self.layout.splits()
@@ -251,13 +363,63 @@ class SegmentationDataModule(L.LightningDataModule):
             self.ct_stats = ct_statistics([r[1] for r in raw], [self.foreground(lab) for lab in labels], rng)
         cases = []
         for (name, image, meta), label in zip(raw, labels):
-            if image.shape[1:] != label.shape[1:]:
-                raise ValueError(f"case {name}: image shape {image.shape[1:]} != label shape {label.shape[1:]}")
+            self._check_shapes(name, split, image, label)
             image = normalize(image, self.normalization, self.ct_stats)
             coords = np.argwhere(self.foreground(label[0]))
             if len(coords) > MAX_FG_COORDS:
                 coords = coords[rng.choice(len(coords), MAX_FG_COORDS, replace=False)]
             cases.append(Case(name, image.astype(np.float32), label, meta, coords))
+        return cases
+
+    def _check_shapes(self, name: str, split: str, image: np.ndarray, label: np.ndarray) -> None:
+        if image.shape[1:] != label.shape[1:]:
+            raise ValueError(f"case {name}: image shape {image.shape[1:]} != label shape {label.shape[1:]} "
+                             f"({self.layout.image_files(name, split)[0]}, {self.layout.label_file(name, split)})")
+
+    # --- the preprocessed cache ---------------------------------------------------------------------
+    def cache_entry(self, name: str, split: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """What the cache stores for case ``name`` (format in :mod:`skelrecall.data.cache`): the
+        unnormalized image, the checked label (uint8 where it fits), the flat indices of every
+        foreground voxel, the per-channel z-score statistics and the JSON-safe geometry."""
+        image, meta = read_case_image(self.layout, name, split, self.dims)
+        label = read_case_label(self.layout, name, split, self.dims, self.ignore_label)
+        self._check_shapes(name, split, image, label)
+        fg = np.flatnonzero(self.foreground(label[0]))
+        fg = fg.astype(np.uint32 if label[0].size <= 2**32 else np.int64)
+        small = label.size == 0 or (label.min() >= 0 and label.max() <= 255)
+        mean, std = zscore_statistics(image)
+        info = {"zscore": {"mean": mean.ravel().tolist(), "std": std.ravel().tolist()}, "n_fg": int(len(fg)),
+                "meta": jsonable(meta)}
+        return {"image": image, "label": label.astype(np.uint8) if small else label, "fg": fg}, info
+
+    def cached_cases(self, names: list[str], entries: list[Entry]) -> list[CachedCase]:
+        """``names`` opened from their cache ``entries``, with the CT statistics (first call) and foreground
+        samples drawn exactly as :meth:`load_cases` draws them (same generator, same calls, same order)."""
+        rng = np.random.default_rng(self.seed)
+        if self.normalization == "ct" and self.ct_stats is None:
+            samples = []
+            for entry in entries:
+                flat = entry.map("fg")
+                if len(flat) > CT_SAMPLE:
+                    flat = flat[rng.choice(len(flat), CT_SAMPLE, replace=False)]
+                image = entry.map("image")
+                samples.append(np.asarray(image.reshape(image.shape[0], -1)[:, np.asarray(flat, np.intp)]).T)
+            channels = int(entries[0].arrays["image"]["shape"][0]) if entries else 0
+            self.ct_stats = ct_statistics_of(samples, channels)
+        cases = []
+        for name, entry in zip(names, entries):
+            shape = tuple(entry.arrays["label"]["shape"][1:])
+            flat = entry.map("fg")
+            if len(flat) > MAX_FG_COORDS:
+                flat = flat[rng.choice(len(flat), MAX_FG_COORDS, replace=False)]
+            coords = np.stack(np.unravel_index(np.asarray(flat, np.intp), shape), axis=1)  # = argwhere(fg)[...]
+            coords = coords.astype(np.uint16 if max(shape) <= 2**16 else np.int64)  # small to hold and to pickle
+            if self.normalization == "zscore":
+                broadcast = (-1,) + (1,) * len(shape)
+                stats = {k: np.asarray(entry.info["zscore"][k], np.float32).reshape(broadcast) for k in ("mean", "std")}
+            else:
+                stats = self.ct_stats
+            cases.append(CachedCase(name, entry, self.normalization, stats, coords))
         return cases
 
     def preprocessing(self) -> dict[str, Any]:
@@ -278,8 +440,15 @@ class SegmentationDataModule(L.LightningDataModule):
         train, val = self.fold_cases()
         train = train[: self.max_train_cases] if self.max_train_cases else train
         val = val[: self.max_val_cases] if self.max_val_cases else val
-        self.train_cases = self.load_cases(train, "Tr")
-        self.val_cases = self.load_cases(val, "Tr")
+        if not self.cache:
+            self.train_cases = self.load_cases(train, "Tr")
+            self.val_cases = self.load_cases(val, "Tr")
+            return
+        cache = CaseCache(self.cache_dir, self.layout, dims=self.dims, ignore_label=self.ignore_label)
+        names = list(dict.fromkeys(train + val))
+        entries = dict(zip(names, cache.ensure(names, "Tr", self.cache_entry)))
+        self.train_cases = self.cached_cases(train, [entries[n] for n in train])
+        self.val_cases = self.cached_cases(val, [entries[n] for n in val])
 
     def train_dataloader(self) -> DataLoader:
         ds = PatchDataset(self.train_cases, self.patch_size, self.fg_fraction, self.augmentation, self.dims,
