@@ -50,17 +50,27 @@ def file_ending(path: str | os.PathLike) -> str:
     raise ImageReadError(f"{path}: unsupported file ending; expected one of {', '.join(ENDINGS)}")
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read ``path`` into ``(array, meta)`` (geometry in ``meta``, see the module docstring)."""
+def _existing(path: str | os.PathLike) -> tuple[Path, str]:
+    """``(path, its supported ending)``, or ``ImageReadError`` if it is missing or unsupported."""
     path = Path(path)
     ending = file_ending(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: file does not exist")
+    return path, ending
+
+
+def _pillow(path: Path):
+    from PIL import Image
+
+    return Image.open(path)
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read ``path`` into ``(array, meta)`` (geometry in ``meta``, see the module docstring)."""
+    path, ending = _existing(path)
     try:
         if ending in (".png", ".tif", ".tiff"):
-            from PIL import Image
-
-            with Image.open(path) as im:
+            with _pillow(path) as im:
                 if getattr(im, "n_frames", 1) > 1:
                     raise ImageReadError(f"{path}: holds {im.n_frames} frames; expected one 2D image")
                 im.load()
@@ -100,15 +110,10 @@ def _simpleitk(path: Path):
 
 def image_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The shape :func:`read_image` gives for ``path``, from the file's header where the format has one."""
-    path = Path(path)
-    ending = file_ending(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: file does not exist")
+    path, ending = _existing(path)
     try:
         if ending in (".png", ".tif", ".tiff"):
-            from PIL import Image
-
-            with Image.open(path) as im:
+            with _pillow(path) as im:
                 bands = len(im.getbands())
                 return (im.height, im.width) + ((bands,) if bands > 1 else ())
         if ending == ".nii.gz":
