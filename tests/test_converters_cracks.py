@@ -1,6 +1,5 @@
 """Cracks converter on a tiny fake download in the documented generic image/mask layout."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,21 +9,7 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, cracks
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-S = 16
-
-
-def _fake(root: Path, parts=("train", "test"), n=4, mask_ext=".png", suffix="") -> Path:
-    rng = np.random.default_rng(2)
-    for part in parts:
-        (root / "cracks" / part / "images").mkdir(parents=True)
-        (root / "cracks" / part / "masks").mkdir(parents=True)
-        for i in range(n):
-            img = rng.integers(0, 255, (S, S, 3), dtype=np.uint8)
-            Image.fromarray(img).save(root / "cracks" / part / "images" / f"{part}{i:03d}.jpg")
-            mask = np.zeros((S, S), np.uint8)
-            mask[i + 2, :] = 255
-            Image.fromarray(mask).save(root / "cracks" / part / "masks" / f"{part}{i:03d}{suffix}{mask_ext}")
-    return root
+from .fake_downloads import CRACKS_S as S, fake_cracks as _fake
 
 
 def test_cracks_generic_layout(tmp_path):

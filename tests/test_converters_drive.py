@@ -11,27 +11,9 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, drive
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
+from .fake_downloads import DRIVE_H as H, DRIVE_W as W, fake_drive as _fake_drive
+
 REPO = Path(__file__).resolve().parents[1]
-H, W = 12, 10
-
-
-def _fake_drive(root: Path, ids=range(21, 41), test_ids=(1, 2)) -> Path:
-    rng = np.random.default_rng(0)
-    for part, numbers in (("training", ids), ("test", test_ids)):
-        if not numbers:
-            continue
-        for d in ("images", "1st_manual", "mask"):
-            (root / "DRIVE" / part / d).mkdir(parents=True, exist_ok=True)
-        for i in numbers:
-            img = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
-            Image.fromarray(img).save(root / "DRIVE" / part / "images" / f"{i:02d}_{part}.tif")
-            vessel = np.zeros((H, W), np.uint8)
-            vessel[:, i % W] = 255
-            Image.fromarray(vessel).save(root / "DRIVE" / part / "1st_manual" / f"{i:02d}_manual1.gif")
-            fov = np.full((H, W), 255, np.uint8)
-            fov[0, 0] = 0
-            Image.fromarray(fov).save(root / "DRIVE" / part / "mask" / f"{i:02d}_{part}_mask.gif")
-    return root
 
 
 def test_drive_converts_layout_labels_fov_and_splits(tmp_path, capsys):

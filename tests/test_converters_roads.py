@@ -1,7 +1,6 @@
 """Massachusetts Roads converter on tiny fake downloads in the three supported layouts."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,46 +10,7 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, roads
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-S = 40
-
-
-def _pair(rng, i):
-    img = rng.integers(0, 250, (S, S, 3), dtype=np.uint8)  # never pure white by chance
-    img[:15, :15] = 255  # no-data block (225 px)
-    img[30:32, 30:32] = 255  # small white patch (4 px): real data, kept
-    lab = np.zeros((S, S), np.uint8)
-    lab[5 + i % 3, :] = 255  # a road running through the no-data block
-    lab[30, :] = 255  # and one through the small white patch
-    return img, lab
-
-
-def _write(folder_img, folder_lab, stem, img, lab, img_ext, lab_ext):
-    folder_img.mkdir(parents=True, exist_ok=True)
-    folder_lab.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(folder_img / f"{stem}{img_ext}")
-    if lab is not None:
-        Image.fromarray(lab).save(folder_lab / f"{stem}{lab_ext}")
-
-
-def _fake(root: Path, layout: str, n_train=6, n_valid=1, n_test=2, unlabelled=0) -> Path:
-    rng = np.random.default_rng(1)
-    splits = {"train": n_train, "valid": n_valid, "test": n_test}
-    for split, n in splits.items():
-        for i in range(n + (unlabelled if split == "train" else 0)):
-            img, lab = _pair(rng, i)
-            if i >= n:
-                lab = None
-            stem = f"1017{i:04d}_15" if layout != "ideal" else f"img-{i + 1}"
-            if layout == "original":
-                _write(root / "mass_roads" / split / "sat", root / "mass_roads" / split / "map", stem, img, lab, ".tiff", ".tif")
-            elif layout in ("tiff", "png"):
-                name = {"train": "train", "valid": "val", "test": "test"}[split]
-                ext = (".tiff", ".tif") if layout == "tiff" else (".png", ".png")
-                _write(root / layout / name, root / layout / f"{name}_labels", stem, img, lab, *ext)
-            elif split != "valid":
-                base = root / "road_segmentation_ideal" / ("training" if split == "train" else "testing")
-                _write(base / "input", base / "output", stem, img, lab, ".png", ".png")
-    return root
+from .fake_downloads import ROADS_S as S, fake_roads as _fake
 
 
 @pytest.mark.parametrize("layout,expected", [("original", "original"), ("tiff", "kaggle_tiff"),

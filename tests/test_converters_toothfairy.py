@@ -10,22 +10,7 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, toothfairy
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-SHAPE = (6, 8, 10)
-
-
-def _fake_2023(root: Path, n_dense=6, n_sparse=2) -> Path:
-    base = root / "ToothFairy_Dataset" / "Dataset"
-    rng = np.random.default_rng(3)
-    for i in range(1, n_dense + n_sparse + 1):
-        p = base / f"P{i}"
-        p.mkdir(parents=True)
-        np.save(p / "data.npy", rng.integers(-1000, 3000, SHAPE).astype(np.int16))
-        np.save(p / "gt_sparse.npy", np.zeros(SHAPE, np.uint8))
-        if i <= n_dense:
-            gt = np.zeros(SHAPE, np.uint8)
-            gt[2:4, 3, 1:9] = 1
-            np.save(p / "gt_alpha.npy", gt)
-    return root
+from .fake_downloads import TOOTHFAIRY_SHAPE as SHAPE, fake_toothfairy_2023 as _fake_2023
 
 
 def test_toothfairy_2023(tmp_path):

@@ -1,6 +1,5 @@
 """TopCoW converters (binary and multi-class) on a tiny fake release in NIfTI."""
 
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -10,28 +9,8 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, topcow
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-SHAPE = (10, 9, 8)
-AFFINE = np.diag([0.4, 0.4, 0.6, 1.0])
-
-
-def _label() -> np.ndarray:
-    lab = np.zeros(SHAPE, np.uint8)
-    for k, v in enumerate((*range(1, 13), 15)):
-        lab[k % 10, k // 10 + 2, 1:4] = v
-    return lab
-
-
-def _fake(root: Path, patients=range(1, 6)) -> Path:
-    rel = root / "TopCoW2023_Data_Release"
-    (rel / "imagesTr").mkdir(parents=True)
-    (rel / "cow_seg_labelsTr").mkdir(parents=True)
-    rng = np.random.default_rng(5)
-    for p in patients:
-        for mod in ("ct", "mr"):
-            stem = f"topcow_{mod}_whole_{p:03d}"
-            nib.save(nib.Nifti1Image(rng.normal(size=SHAPE).astype(np.float32), AFFINE), rel / "imagesTr" / f"{stem}_0000.nii.gz")
-            nib.save(nib.Nifti1Image(_label(), AFFINE), rel / "cow_seg_labelsTr" / f"{stem}.nii.gz")
-    return root
+from .fake_downloads import TOPCOW_AFFINE as AFFINE, TOPCOW_SHAPE as SHAPE, fake_topcow as _fake
+from .fake_downloads import topcow_label as _label
 
 
 def test_topcow_multiclass_remaps_15_to_13(tmp_path):

@@ -2,10 +2,13 @@
 
     skelrecall-data list
     skelrecall-data synthesize synthetic_2d [--seed 0] [--num-train N] [--num-test N] [--out DIR]
-    skelrecall-data convert drive --raw /path/to/DRIVE [--out DIR] [--workers N]
+    skelrecall-data convert drive --raw /path/to/DRIVE [--out DIR] [--workers N] [--overwrite]
+    skelrecall-data convert roads --raw /path/to/mass_roads --option nodata=background
 
 The default output folder is ``data/nnUNet_raw/<folder>`` with ``<folder>`` from
 ``configs/dataset/<name>.yaml`` (``$SKELRECALL_ROOT/data/...`` when that variable is set).
+``--option KEY=VALUE`` (repeatable) sets a converter's own keyword option (values are read as
+YAML: ``0.5``, ``true``, ``null``, text); ``skelrecall-data list`` shows each converter's options.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "dataset"
@@ -31,6 +35,24 @@ def dataset_config(name: str):
 def default_out(name: str) -> Path:
     root = Path(os.environ.get("SKELRECALL_ROOT", "."))
     return root / "data" / "nnUNet_raw" / dataset_config(name).folder
+
+
+def parse_options(items: list[str], known: dict, name: str) -> dict:
+    """``["key=value", ...]`` -> ``{key: value}`` (values read as YAML), keys checked against ``known``."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SystemExit(f"error: --option {item!r}: expected KEY=VALUE")
+        if key not in known:
+            listed = ", ".join(f"{k} (default {v!r})" for k, v in known.items()) or "none"
+            raise SystemExit(f"error: --option {key}: not an option of the {name} converter; its options: {listed}")
+        try:
+            options[key] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise SystemExit(f"error: --option {item!r}: cannot read the value ({exc})") from None
+    return options
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,13 +75,18 @@ def main(argv: list[str] | None = None) -> None:
     conv.add_argument("--out", type=Path, help="output dataset folder")
     conv.add_argument("--workers", type=int, default=1)
     conv.add_argument("--overwrite", action="store_true", help="replace a folder converted with other options")
+    conv.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
+                      help="a converter option, e.g. nodata=background (repeatable; `skelrecall-data list` shows them)")
     args = parser.parse_args(argv)
 
-    from skelrecall.data.converters import CONVERTERS, ConversionError
+    from skelrecall.data.converters import CONVERTERS, ConversionError, converter_options
 
     if args.command == "list":
         print("synthesize:", ", ".join(GENERATORS))
         print("convert:   ", ", ".join(CONVERTERS))
+        for name in CONVERTERS:
+            opts = ", ".join(f"{k}={v!r}" for k, v in converter_options(name).items())
+            print(f"  {name} options: {opts}")
         return
     if args.command == "synthesize":
         if args.name not in GENERATORS:
@@ -72,10 +99,17 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if args.name not in CONVERTERS:
             raise SystemExit(f"error: unknown dataset {args.name!r}; available: {', '.join(CONVERTERS)}")
+        options = parse_options(args.option, converter_options(args.name), args.name)
+        if not args.raw.exists():
+            raise SystemExit(f"error: {args.raw}: download folder does not exist")
+        if not args.raw.is_dir():
+            raise SystemExit(f"error: {args.raw}: is a file, not a folder (unpack the download first)")
+        if args.workers < 1:
+            raise SystemExit(f"error: --workers must be at least 1, got {args.workers}")
         try:
             out = CONVERTERS[args.name](args.raw, args.out or default_out(args.name), workers=args.workers,
-                                        overwrite=args.overwrite)
-        except (ConversionError, FileExistsError, FileNotFoundError) as exc:
+                                        overwrite=args.overwrite, **options)
+        except (ConversionError, FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
     print(f"{args.name}: {out}", file=sys.stderr)
 

@@ -90,8 +90,8 @@ def _convert_case(case: str, img_path: Path, msk_path: Path, tmp: Path, threshol
     C.write_png(tmp / "labelsTr" / f"{case}.png", label)
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, mask_threshold: float | None = None,
-            folds: int = 5, workers: int = 1, overwrite: bool = False) -> Path:
+def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
+            mask_threshold: float | None = None, folds: int = 5) -> Path:
     """Convert the cracks images/masks at ``raw`` into ``out`` (see the module docstring)."""
     t0 = time.time()
     raw, out = Path(raw), C.default_out(FOLDER, out)

@@ -73,9 +73,10 @@ def _convert_case(case: str, img_path: Path, manual: Path, mask: Path, split: st
     C.write_png(tmp / f"masks{split}" / f"{case}.png", fov)
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, include_test: bool = True, folds: int = 5,
-            overwrite: bool = False) -> Path:
-    """Convert a DRIVE download at ``raw`` into ``out`` (see the module docstring)."""
+def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
+            include_test: bool = True, folds: int = 5) -> Path:
+    """Convert a DRIVE download at ``raw`` into ``out`` (see the module docstring); ``workers``
+    processes convert the images in parallel."""
     t0 = time.time()
     raw, out = Path(raw), C.default_out(FOLDER, out)
     root = C.find_dir(raw, "training/images").parent.parent
@@ -92,10 +93,8 @@ def convert(raw: str | Path, out: str | Path | None = None, *, include_test: boo
     expected = sorted(f"drive_{i:02d}" for i in TRAIN_IDS)
     note = "" if train_ids == expected else f"training ids differ from the release's 21..40: {train_ids}"
     with stage:
-        for case, img, manual, mask in train:
-            _convert_case(case, img, manual, mask, "Tr", stage.tmp)
-        for case, img, manual, mask in test:
-            _convert_case(case, img, manual, mask, "Ts", stage.tmp)
+        jobs = [(*c, "Tr", stage.tmp) for c in train] + [(*c, "Ts", stage.tmp) for c in test]
+        C.map_cases(_convert_case, jobs, workers=workers, desc=NAME)
         fold_list = splits(folds) if train_ids == expected else C.kfold_splits(train_ids, folds)
         C.finish(stage, name=FOLDER, channel_names={0: "R", 1: "G", 2: "B"}, labels=LABELS,
                  train_cases=train_ids, test_cases=[c[0] for c in test], file_ending=".png", dims=2,

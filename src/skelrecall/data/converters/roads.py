@@ -139,9 +139,9 @@ def _convert_case(case: str, img_path: Path, lab_path: Path, split: str, tmp: Pa
     return nd, label.size
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, nodata: str = "ignore", min_component: int = 50,
-            layout: str | None = None, mask_threshold: float | None = None, folds: int = 5, workers: int = 1,
-            overwrite: bool = False) -> Path:
+def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
+            nodata: str = "ignore", min_component: int = 50, layout: str | None = None,
+            mask_threshold: float | None = None, folds: int = 5) -> Path:
     """Convert a Massachusetts Roads download at ``raw`` into ``out`` (see the module docstring)."""
     t0 = time.time()
     raw, out = Path(raw), C.default_out(FOLDER, out)

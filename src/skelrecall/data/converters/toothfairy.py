@@ -94,8 +94,8 @@ def _convert_tf2(case: str, img_path: Path, lab_path: Path, split: str, tmp: Pat
     write_image(tmp / f"labels{split}" / f"{case}.nii.gz", canal, {"affine": affine})
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, release: str | None = None, spacing: float = 0.3,
-            test_fraction: float = 0.2, folds: int = 5, workers: int = 1, overwrite: bool = False) -> Path:
+def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
+            release: str | None = None, spacing: float = 0.3, test_fraction: float = 0.2, folds: int = 5) -> Path:
     """Convert a ToothFairy (2023) or ToothFairy2 download at ``raw`` into ``out``."""
     t0 = time.time()
     raw, out = Path(raw), C.default_out(FOLDER, out)

@@ -64,8 +64,8 @@ def _convert_case(case: str, img_path: Path, lab_path: Path, split: str, tmp: Pa
     write_image(tmp / f"labels{split}" / f"{case}.nii.gz", out_label, {"affine": imeta["affine"]})
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, mode: str = "multiclass", modality: str = "both",
-            test_fraction: float = 0.2, folds: int = 5, workers: int = 1, overwrite: bool = False) -> Path:
+def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
+            mode: str = "multiclass", modality: str = "both", test_fraction: float = 0.2, folds: int = 5) -> Path:
     """Convert a TopCoW 2023 download at ``raw`` into ``out`` (``mode``: binary | multiclass;
     ``modality``: both | ct | mr)."""
     t0 = time.time()
@@ -128,5 +128,15 @@ def convert(raw: str | Path, out: str | Path | None = None, *, mode: str = "mult
     return out
 
 
-convert_binary = partial(convert, mode="binary")
-convert_multiclass = partial(convert, mode="multiclass")
+def convert_binary(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
+                   modality: str = "both", test_fraction: float = 0.2, folds: int = 5) -> Path:
+    """TopCoW -> ``Dataset805_TopCoWBinary`` (any vessel -> 1); see :func:`convert`."""
+    return convert(raw, out, workers=workers, overwrite=overwrite, mode="binary", modality=modality,
+                   test_fraction=test_fraction, folds=folds)
+
+
+def convert_multiclass(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
+                       modality: str = "both", test_fraction: float = 0.2, folds: int = 5) -> Path:
+    """TopCoW -> ``Dataset806_TopCoWMulticlass`` (13 consecutive vessel classes); see :func:`convert`."""
+    return convert(raw, out, workers=workers, overwrite=overwrite, mode="multiclass", modality=modality,
+                   test_fraction=test_fraction, folds=folds)
