@@ -50,9 +50,9 @@ format: install ## ruff: fix what can be fixed and format the code
 	$(BIN)/ruff check --fix $(ROOT)/src $(ROOT)/tests
 	$(BIN)/ruff format $(ROOT)/src $(ROOT)/tests
 
-data: install ## make a dataset: DATASET=synthetic_2d, or DATASET=drive RAW=/path/to/download
-	@if [ -n "$(RAW)" ]; then $(BIN)/skelrecall-data convert $(DATASET) --raw "$(RAW)"; \
-	else $(BIN)/skelrecall-data synthesize $(or $(DATASET),synthetic_2d); fi
+data: install ## make a dataset: DATASET=synthetic_2d, or DATASET=drive RAW=/path/to/download [OUT=dir]
+	@if [ -n "$(RAW)" ]; then $(BIN)/skelrecall-data convert $(DATASET) --raw "$(RAW)"$(if $(OUT), --out "$(OUT)"); \
+	else $(BIN)/skelrecall-data synthesize $(or $(DATASET),synthetic_2d)$(if $(OUT), --out "$(OUT)"); fi
 
 train: install ## one run: make train ARGS="dataset=synthetic_2d loss=skeleton_recall loss.w=0.1"
 	$(BIN)/skelrecall-train profile=$(PROFILE) $(ARGS)

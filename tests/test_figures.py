@@ -13,7 +13,8 @@ from PIL import Image
 
 from skelrecall import colours as C
 from skelrecall import figures as F
-from skelrecall.data.layout import write_dataset_json, write_json
+from skelrecall.data.layout import write_dataset_json
+from skelrecall.io import write_json
 from skelrecall.io import write_image
 from skelrecall.skeleton import tubed_skeleton
 

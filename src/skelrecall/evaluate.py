@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from skelrecall.data.layout import write_json
+from skelrecall.io import write_json
 from skelrecall.io import ENDINGS, ImageReadError, atomic_write, read_image
 from skelrecall.metrics.case import as_label_map, check_values, columns, evaluate_case, foreground_classes
 from skelrecall.metrics.registry import COLUMNS, resolve, summary_columns
@@ -151,17 +151,22 @@ def _read_label_map(path: Path, what: str) -> tuple[np.ndarray, dict[str, Any]]:
 def spacing_of(meta: dict[str, Any], ndim: int) -> tuple[float, ...] | None:
     """Voxel spacing in array axis order from ``read_image``'s meta (None: unknown, i.e. 1).
 
-    NIfTI: ``meta["zooms"]`` if present, else the column norms of the affine (the header zooms of
-    a consistent file); both are in nibabel's (x, y, z) order and are reversed, as the array is.
+    NIfTI: ``meta["zooms"]`` (the header's, already in array order), else the column norms of the
+    affine (nibabel's (x, y, z) order, reversed as the array is); MHA: ``meta["spacing"]`` (SimpleITK's
+    (x, y, z) order, reversed).
     """
-    zooms = meta.get("zooms")
-    if zooms is None and meta.get("affine") is not None:
+    if meta.get("zooms") is not None:
+        zooms = [float(z) for z in meta["zooms"]]
+        return tuple(zooms[-ndim:]) if len(zooms) >= ndim else None
+    if meta.get("affine") is not None:
         affine = np.asarray(meta["affine"], dtype=float)
-        zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    if zooms is None:
+        xyz = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    elif meta.get("spacing") is not None:
+        xyz = meta["spacing"]
+    else:
         return None
-    zooms = [float(z) for z in zooms]
-    return tuple(zooms[:ndim][::-1]) if len(zooms) >= ndim else None
+    xyz = [float(z) for z in xyz]
+    return tuple(xyz[:ndim][::-1]) if len(xyz) >= ndim else None
 
 
 def _load_case(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple | None]:

@@ -14,27 +14,20 @@ YAML: ``0.5``, ``true``, ``null``, text); ``skelrecall-data list`` shows each co
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import yaml
-from omegaconf import OmegaConf
-
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "dataset"
-
-
-def dataset_config(name: str):
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise SystemExit(f"error: unknown dataset {name!r}; available: {', '.join(available)}")
-    return OmegaConf.load(path)
-
 
 def default_out(name: str) -> Path:
-    root = Path(os.environ.get("SKELRECALL_ROOT", "."))
-    return root / "data" / "nnUNet_raw" / dataset_config(name).folder
+    """``data/nnUNet_raw/<folder>`` below the work root, ``<folder>`` from ``configs/dataset/<name>.yaml``."""
+    from skelrecall.configs import CONFIG_DIR, compose
+    from skelrecall.paths import work_root
+
+    if not (CONFIG_DIR / "dataset" / f"{name}.yaml").is_file():
+        available = sorted(p.stem for p in (CONFIG_DIR / "dataset").glob("*.yaml"))
+        raise SystemExit(f"error: unknown dataset {name!r}; available: {', '.join(available)}")
+    return work_root() / "data" / "nnUNet_raw" / compose([f"dataset={name}"]).dataset.folder
 
 
 def parse_options(items: list[str], known: dict, name: str) -> dict:

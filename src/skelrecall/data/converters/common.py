@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from skelrecall.data.layout import write_dataset_json, write_json
+from skelrecall.data.layout import write_dataset_json
+from skelrecall.io import write_json
 from skelrecall.io import ImageReadError, read_image, write_image
 
 #: default root of converted datasets (``data/nnUNet_raw/<folder>``), relative to the working dir
