@@ -357,3 +357,23 @@ def test_multi_node_ddp_on_slurm_composes():
     launcher = cfg.hydra.launcher
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
     assert launcher.nodes * launcher.tasks_per_node == cfg.trainer.num_nodes * cfg.trainer.devices
+
+
+def test_real_data_profile_names_what_it_cannot_run(spec, tmp_path):
+    """cpu_real: datasets outside the profile and datasets not converted here get a reason, shown in the
+    table instead of values (never silently dropped)."""
+    from skelrecall.experiments import unavailable
+
+    groups = {g.name: g for g in plan(spec, "cpu_real")}
+    assert groups["table2/drive"].dataset == "drive" and groups["table2/drive"].seeds == (0, 1, 2)
+    (tmp_path / "Dataset802_DRIVE").mkdir()
+    (tmp_path / "Dataset802_DRIVE" / "dataset.json").write_text("{}")
+    assert unavailable(spec, "cpu_real", groups["table2/drive"], tmp_path) is None
+    assert unavailable(spec, "cpu_real", groups["table2/cracks"], tmp_path) == "not in profile cpu_real"
+    roads = unavailable(spec, "cpu_real", groups["table3/roads"], tmp_path)
+    assert roads.startswith("not available here") and "skelrecall-data convert roads" in roads
+    rows, _ = build_table(spec, "table3", "cpu_real", pd.DataFrame(), {"roads": roads, "cracks": "not in profile cpu_real"})
+    md = to_markdown(rows, pd.DataFrame(), title="T", header=[])
+    line = next(x for x in md.splitlines() if x.startswith("| roads | Dice+CE"))
+    assert "not available" in line and "0/3 (not available here" in line
+    assert "0/3 (not in profile cpu_real)" in next(x for x in md.splitlines() if x.startswith("| cracks | Dice+CE"))

@@ -230,6 +230,19 @@ def w_sweep_group(spec: dict[str, Any], profile: str) -> Group | None:
                  w_values=tuple(float(w) for w in sweep["w"]))
 
 
+def unavailable(spec: dict[str, Any], profile: str, group: Group, data_root: str | Path) -> str | None:
+    """Why ``group`` cannot run under ``profile`` here (shown in its table rows), or None: its paper dataset
+    is not among the profile's ``datasets``, or the real dataset is not converted below ``data_root``."""
+    datasets = profile_spec(spec, profile).get("datasets")
+    if datasets is not None and group.paper_dataset not in datasets:
+        return f"not in profile {profile}"
+    if not synthetic(spec, profile):
+        cfg = dataset_config(group.experiment, group.dataset)
+        if not (Path(data_root) / cfg["folder"] / "dataset.json").exists():
+            return f"not available here (not converted: {cfg['create']})"
+    return None
+
+
 def plan(spec: dict[str, Any], profile: str, only: list[str] | None = None) -> list[Group]:
     """All groups of ``profile`` (tables first, then the w sweep); ``only`` keeps tables/figures by name."""
     groups = [g for table in spec["tables"] for g in table_groups(spec, profile, table)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 from skelrecall.io import atomic_write
-from skelrecall.paths import REPO_DIR, SPEC_PATH
+from skelrecall.paths import REPO_DIR, SPEC_PATH, work_root
 from skelrecall.runs import RunDir
 
 METRICS = {  # column -> (summary key, scale, heading)
@@ -184,7 +184,7 @@ def make_paper_report(profile: str, runs_root: str | Path = "runs", out_root: st
     """Tables 2/3 (``<out_root>/tables/<table>.{md,csv,tex}`` + ``<table>_tests.csv``) and figures
     (``<out_root>/figures/``; default ``out_root``: ``reports/<profile>``) from the runs of ``profile``
     planned in experiments/tables.yaml (composed with ``overrides``, as ``skelrecall-reproduce`` ran them)."""
-    from skelrecall.experiments import load_spec
+    from skelrecall.experiments import load_spec, plan, unavailable
     from skelrecall.tables import build_table, to_latex, to_markdown
 
     spec = load_spec(spec_path or SPEC_PATH)
@@ -197,12 +197,15 @@ def make_paper_report(profile: str, runs_root: str | Path = "runs", out_root: st
                           + f"(a finished run has a 'done' marker); nothing to report. Run `make reproduce "
                           f"PROFILE={profile}` first.")
     header = _header(spec, profile, Path(runs_root) / profile, runs)
+    data_root = next((o.split("=", 1)[1] for o in overrides if o.startswith("paths.nnunet_raw=")),
+                     str(work_root() / "data" / "nnUNet_raw"))
+    notes = {g.paper_dataset: note for g in plan(spec, profile) if (note := unavailable(spec, profile, g, data_root))}
     written = []
     tables_dir, figures_dir = out_root / "tables", out_root / "figures"
     for table, tspec in spec["tables"].items():
         if only and table not in only:
             continue
-        rows, tests = build_table(spec, table, profile, runs)
+        rows, tests = build_table(spec, table, profile, runs, notes)
         title = f"{tspec['title']}: ours ({profile} profile) vs the paper"
         md = to_markdown(rows, tests, title=title, header=header)
         tex = to_latex(rows, title=f"{tspec['title']} ({profile} profile): ours (paper)")

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from skelrecall.experiments import (Group, SpecError, dataset_config, load_spec, plan, planned_config,
-                                    profile_spec, run_state)
+                                    profile_spec, run_state, unavailable)
 from skelrecall.paths import REPO_DIR, SPEC_PATH, work_root
 from skelrecall.runs import RunDir
 
@@ -61,15 +61,25 @@ def missing_datasets(groups: list[Group], data_root: Path) -> dict[str, dict]:
     return missing
 
 
-def prepare_data(groups: list[Group], data_root: Path, prof: dict) -> list[Group]:
-    """Synthesize missing stand-ins (of the profile's ``synthetic_cases`` size, if it sets one); real
-    datasets that are not converted are left out (the report lists them as not available) with the
-    command that converts them. Returns the groups that can run."""
+def runnable_groups(spec: dict, profile: str, groups: list[Group], data_root: Path, dry_run: bool = False) -> list[Group]:
+    """The groups that can run here; the others (``experiments.unavailable``: not in the profile, or a
+    real dataset not converted) are printed with the reason, which the report shows in their rows. A dry
+    run keeps groups whose data are only missing here (it may plan jobs for a cluster's data)."""
+    notes = {g.name: unavailable(spec, profile, g, data_root) for g in groups}
+    kept = [g for g in groups if not notes[g.name] or (dry_run and not notes[g.name].startswith("not in profile"))]
+    left = {name: note for name, note in notes.items() if note}
+    if left:
+        print(f"[reproduce] {'not runnable here' if dry_run else 'left out'} (their table rows say why):\n  "
+              + "\n  ".join(f"{name}: {note}" for name, note in left.items()), flush=True)
+    return kept
+
+
+def prepare_data(groups: list[Group], data_root: Path, prof: dict) -> None:
+    """Synthesize missing stand-ins (of the profile's ``synthetic_cases`` size, if it sets one) and check
+    the existing ones against their generator's parameters."""
+    if prof["data"] != "synthetic":
+        return
     missing = missing_datasets(groups, data_root)
-    if missing and prof["data"] != "synthetic":
-        print("[reproduce] not converted on this machine, left out (the tables say 'not available'):\n  "
-              + "\n  ".join(f"{name}: {cfg['create']}" for name, cfg in missing.items()), flush=True)
-        return [g for g in groups if g.dataset not in missing]
     from skelrecall.data.synthetic import get_generator
 
     stand_ins = {g.dataset: dataset_config(g.experiment, g.dataset) for g in groups}
@@ -82,7 +92,6 @@ def prepare_data(groups: list[Group], data_root: Path, prof: dict) -> list[Group
             raise SystemExit(f"error: {exc}\nThe stand-in's generator changed since it was written; regenerate it "
                              f"with: skelrecall-data synthesize {name} --out {data_root / cfg['folder']} --overwrite "
                              "(runs trained on the old data are then stale)") from None
-    return groups
 
 
 def default_data_root(profile: str, prof: dict) -> Path:
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     launcher = args.launcher or prof.get("launcher")
     extra = [f"paths.runs={runs_root}", f"paths.nnunet_raw={data_root}", *extra]
 
+    groups = runnable_groups(spec, args.profile, groups, data_root, dry_run=args.dry_run)
     planned = states(groups, args.profile, extra)
     count = {s: sum(1 for st, _, _ in planned.values() if st == s) for s in ("finished", "stale", "running", "todo")}
     print(f"[reproduce] profile {args.profile} ({prof['data']} data): {len(groups)} multiruns, {len(planned)} runs: "
@@ -150,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                   + f"\n    {shlex.join(command(g, args.profile, launcher, extra))}")
         return 0
 
-    runnable = prepare_data(groups, data_root, prof)
+    prepare_data(groups, data_root, prof)
     started, failed_groups = time.time(), []
-    for i, group in enumerate(runnable, 1):
+    for i, group in enumerate(groups, 1):
         todo = [r for r in group.runs() if planned[_key(r)][0] != "finished"]
-        print(f"[reproduce] ({i}/{len(runnable)}) {group.name}: {len(group.runs()) - len(todo)} of {len(group.runs())} "
+        print(f"[reproduce] ({i}/{len(groups)}) {group.name}: {len(group.runs()) - len(todo)} of {len(group.runs())} "
               f"runs finished{'' if todo else ', skipping'}", flush=True)
         if not todo:
             continue

@@ -53,9 +53,12 @@ def per_case_values(run_dirs: list[str]) -> pd.DataFrame:
     return pd.concat(frames).groupby(level=0).mean()
 
 
-def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFrame,
+                notes: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows, tests): one row per paper row with ours, paper and difference; one test row per
-    (dataset, connectivity loss) against the baseline."""
+    (dataset, connectivity loss) against the baseline. ``notes``: paper dataset -> why it has no runs
+    under this profile (``experiments.unavailable``), shown instead of values."""
+    notes = notes or {}
     groups = {g.paper_dataset: g for g in table_groups(spec, profile, table)}
     rows, tests = [], []
     for paper in paper_rows(spec, table):
@@ -70,7 +73,7 @@ def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFra
                                "failed": int((mine["status"] == "failed").sum()) if not mine.empty else 0,
                                "stale": int((mine["status"] == "stale").sum()) if not mine.empty else 0,
                                "did_not_train": int((mine["status"] == "did not train").sum()) if not mine.empty else 0,
-                               "paper_note": paper["evaluation"]}
+                               "paper_note": paper["evaluation"], "unavailable": notes.get(paper["dataset"], "")}
         for metric in METRICS:
             values = done[metric].dropna() if len(done) else pd.Series(dtype=float)
             row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
@@ -124,7 +127,8 @@ def _cells(rows: pd.DataFrame, bold: str, text=str) -> list[dict[str, str]]:
             for m, (_, _, _, digits) in METRICS.items():
                 ours = _value(r[f"{m}_mean"], r[f"{m}_std"], digits)
                 if not ours:
-                    ours = text("did not train" if r.get("did_not_train") else "missing")
+                    ours = text("not available" if r.get("unavailable") else
+                                "did not train" if r.get("did_not_train") else "missing")
                 elif r[f"{m}_mean"] == best[m][0] and (r["runs"] and block["runs"].gt(0).sum() > 1):
                     ours = bold.format(text(ours))
                 else:
@@ -138,6 +142,7 @@ def _cells(rows: pd.DataFrame, bold: str, text=str) -> list[dict[str, str]]:
                 cells[f"{m}_diff"] = text("" if math.isnan(diff) else f"{diff:+.{digits}f}")
             runs = f"{r['runs']}/{r['expected']}"
             notes = [f"{r[k]} {k.replace('_', ' ')}" for k in ("failed", "stale", "did_not_train") if r.get(k)]
+            notes += [r["unavailable"]] if r.get("unavailable") else []
             if notes:
                 runs += f" ({', '.join(notes)})"
             cells["runs"] = text(runs)
