@@ -15,8 +15,7 @@ def tiny_root(tmp_path_factory) -> Path:
     from skelrecall.data.synthetic.tubes2d import generate
 
     root = tmp_path_factory.mktemp("root")
-    generate(root / "data" / "nnUNet_raw" / "Dataset901_Synthetic2D", seed=3, num_train=10, num_test=3,
-             progress=False)
+    generate(root / "data" / "nnUNet_raw" / "Dataset901_Synthetic2D", seed=3, num_train=10, num_test=3, progress=False)
     return root
 
 

@@ -79,8 +79,15 @@ def fake_roads(root: Path, layout: str = "original", n_train=6, n_valid=1, n_tes
                 lab = None
             stem = f"1017{i:04d}_15" if layout != "ideal" else f"img-{i + 1}"
             if layout == "original":
-                _write_pair(root / "mass_roads" / split / "sat", root / "mass_roads" / split / "map", stem, img, lab,
-                            ".tiff", ".tif")
+                _write_pair(
+                    root / "mass_roads" / split / "sat",
+                    root / "mass_roads" / split / "map",
+                    stem,
+                    img,
+                    lab,
+                    ".tiff",
+                    ".tif",
+                )
             elif layout in ("tiff", "png"):
                 name = {"train": "train", "valid": "val", "test": "test"}[split]
                 ext = (".tiff", ".tif") if layout == "tiff" else (".png", ".png")
@@ -165,7 +172,9 @@ def fake_topcow(root: Path, patients=range(1, 6)) -> Path:
     for p in patients:
         for mod in ("ct", "mr"):
             stem = f"topcow_{mod}_whole_{p:03d}"
-            nib.save(nib.Nifti1Image(rng.normal(size=TOPCOW_SHAPE).astype(np.float32), TOPCOW_AFFINE),
-                     rel / "imagesTr" / f"{stem}_0000.nii.gz")
+            nib.save(
+                nib.Nifti1Image(rng.normal(size=TOPCOW_SHAPE).astype(np.float32), TOPCOW_AFFINE),
+                rel / "imagesTr" / f"{stem}_0000.nii.gz",
+            )
             nib.save(nib.Nifti1Image(topcow_label(), TOPCOW_AFFINE), rel / "cow_seg_labelsTr" / f"{stem}.nii.gz")
     return root

@@ -35,8 +35,9 @@ def test_time_calls_counts_calls_and_returns_the_last_result():
 
 
 def test_write_outputs_writes_every_file(tmp_path):
-    paths = common.write_outputs(tmp_path / "new", {"a.md": lambda p: p.write_text("# a\n"),
-                                                    "b.csv": lambda p: p.write_text("x\n1\n")})
+    paths = common.write_outputs(
+        tmp_path / "new", {"a.md": lambda p: p.write_text("# a\n"), "b.csv": lambda p: p.write_text("x\n1\n")}
+    )
     assert [p.name for p in paths] == ["a.md", "b.csv"]
     assert (tmp_path / "new" / "a.md").read_text() == "# a\n"
     assert sorted(os.listdir(tmp_path / "new")) == ["a.md", "b.csv"]

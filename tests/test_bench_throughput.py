@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import math
 
 import pandas as pd
+import pytest
 
 from skelrecall.bench import cli, throughput
 from skelrecall.bench.common import cpu_model

@@ -38,27 +38,43 @@ def _dataset_3d(root: Path, cases: int = 5, shape=(12, 20, 24)) -> Path:
     for i, name in enumerate(names):
         rng = np.random.default_rng(i)
         label = np.zeros(shape, np.uint8)
-        label[:, 4 + i % 3: 9 + i % 3, 3:20] = 1  # a slab per case: thousands of foreground voxels
+        label[:, 4 + i % 3 : 9 + i % 3, 3:20] = 1  # a slab per case: thousands of foreground voxels
         label[2:10, 12:15, 5:22] = 2
         label[:, :, -3:] = np.where(label[:, :, -3:] == 0, 3, label[:, :, -3:])  # no-data strip
         ct = rng.normal(-500, 200, shape) + 1500 * (label == 1) + 900 * (label == 2)
         affine = np.diag([0.3, 0.3, 0.5, 1.0])
         write_image(folder / "imagesTr" / f"{name}_0000.nii.gz", ct.astype(np.int16), {"affine": affine})
-        write_image(folder / "imagesTr" / f"{name}_0001.nii.gz", rng.normal(3, 2, shape).astype(np.float32),
-                    {"affine": affine})
+        write_image(
+            folder / "imagesTr" / f"{name}_0001.nii.gz", rng.normal(3, 2, shape).astype(np.float32), {"affine": affine}
+        )
         write_image(folder / "labelsTr" / f"{name}.nii.gz", label, {"affine": affine})
-    write_dataset_json(folder, channel_names={0: "CT", 1: "other"}, num_training=cases, file_ending=".nii.gz",
-                       labels={"background": 0, "a": 1, "b": 2, "ignore": 3})
-    write_json(folder / "splits.json",
-               [{"train": names[:-1], "val": names[-1:]}, {"train": names[1:], "val": names[:1]}])
+    write_dataset_json(
+        folder,
+        channel_names={0: "CT", 1: "other"},
+        num_training=cases,
+        file_ending=".nii.gz",
+        labels={"background": 0, "a": 1, "b": 2, "ignore": 3},
+    )
+    write_json(
+        folder / "splits.json", [{"train": names[:-1], "val": names[-1:]}, {"train": names[1:], "val": names[:1]}]
+    )
     return folder
 
 
-def _module(folder: Path, *, cache: bool, cache_dir: Path | None = None, dims: int = 2, patch=(64, 64),
-            **kw) -> SegmentationDataModule:
+def _module(
+    folder: Path, *, cache: bool, cache_dir: Path | None = None, dims: int = 2, patch=(64, 64), **kw
+) -> SegmentationDataModule:
     kw.setdefault("augmentation", _augmentation())
-    dm = SegmentationDataModule(DatasetLayout.open(folder), dims=dims, patch_size=list(patch), batch_size=2,
-                                iterations_per_epoch=4, cache=cache, cache_dir=cache_dir, **kw)
+    dm = SegmentationDataModule(
+        DatasetLayout.open(folder),
+        dims=dims,
+        patch_size=list(patch),
+        batch_size=2,
+        iterations_per_epoch=4,
+        cache=cache,
+        cache_dir=cache_dir,
+        **kw,
+    )
     dm.setup()
     return dm
 
@@ -105,8 +121,10 @@ def test_cached_3d_patches_equal_in_memory_with_ct_ignore_label_and_subsampling(
     cached = _module(folder, cache=True, cache_dir=tmp_path / "cache", **options)
     assert all(len(c.fg_coords) == 300 for c in memory.train_cases)  # subsampled
     _assert_same_data(memory, cached, [(e, i) for e in (0, 1) for i in range(12)])
-    zscored = [_module(folder, cache=c, cache_dir=tmp_path / "cache", **{**options, "normalization": "zscore"})
-               for c in (False, True)]
+    zscored = [
+        _module(folder, cache=c, cache_dir=tmp_path / "cache", **{**options, "normalization": "zscore"})
+        for c in (False, True)
+    ]
     _assert_same_data(*zscored, [(0, i) for i in range(6)])
     entry = json.loads((tmp_path / "cache/Tr/vol_000/entry.json").read_text())
     assert entry["arrays"]["image"]["shape"] == [2, 12, 20, 24] and entry["arrays"]["label"]["dtype"] == "|u1"
@@ -247,8 +265,9 @@ def test_a_crash_mid_build_leaves_no_complete_looking_entry(tiny_root, tmp_path,
     order = list(dict.fromkeys(layout.splits()[0]["train"] + layout.splits()[0]["val"]))
     crash = 3 * 3 + 2  # the 4th case's second file (image, label, fg per case)
     if kill:
-        child = multiprocessing.get_context("fork").Process(target=_build_in_child,
-                                                            args=(str(folder), str(where), crash))
+        child = multiprocessing.get_context("fork").Process(
+            target=_build_in_child, args=(str(folder), str(where), crash)
+        )
         child.start()
         child.join(120)
         assert child.exitcode == -9
@@ -335,13 +354,21 @@ def test_training_with_the_cache_gives_the_results_of_training_in_memory(tiny_ro
 
     results, configs = {}, {}
     for enabled in (True, False):
-        cfg = compose_train("profile=smoke", "logger=csv", f"paths.root={root}", f"data.cache.enabled={enabled}",
-                            f"experiment_name=cache_{enabled}", f"data.num_workers={2 if enabled else 0}")
+        cfg = compose_train(
+            "profile=smoke",
+            "logger=csv",
+            f"paths.root={root}",
+            f"data.cache.enabled={enabled}",
+            f"experiment_name=cache_{enabled}",
+            f"data.num_workers={2 if enabled else 0}",
+        )
         run(cfg)
         run_dir = Path(cfg.run_dir)
         log = pd.read_csv(run_dir / "csv/attempt_0/metrics.csv")
-        results[enabled] = (pd.read_csv(run_dir / "per_case.csv"),
-                            log.dropna(subset=["train/loss_step"])["train/loss_step"].tolist())
+        results[enabled] = (
+            pd.read_csv(run_dir / "per_case.csv"),
+            log.dropna(subset=["train/loss_step"])["train/loss_step"].tolist(),
+        )
         cfg.experiment_name = "same"
         configs[enabled] = OmegaConf.to_container(cfg, resolve=True)
     assert (root / "data/cache/Dataset901_Synthetic2D/Tr").is_dir()

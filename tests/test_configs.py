@@ -52,8 +52,10 @@ def test_loss_weight_and_run_folder():
 def test_shared_loss_blocks_come_from_one_file():
     losses = sorted(p.stem for p in (CONFIG_DIR / "loss").glob("*.yaml"))
     assert losses == ["cldice", "dice_ce", "skeleton_recall", "topo_cldice"]
-    blocks = [(compose_train(f"loss={name}").loss.generic, compose_train(f"loss={name}").loss.deep_supervision)
-              for name in losses]
+    blocks = [
+        (compose_train(f"loss={name}").loss.generic, compose_train(f"loss={name}").loss.deep_supervision)
+        for name in losses
+    ]
     assert all(b == blocks[0] for b in blocks)
     for name in losses:
         assert "generic:" not in (CONFIG_DIR / "loss" / f"{name}.yaml").read_text()
@@ -76,8 +78,12 @@ def test_every_dataset_backbone_pair_composes_and_builds(dataset, backbone):
     if backbone == "hrnet" and importlib.util.find_spec("mmseg") is None:
         pytest.skip("HRNet extra (mmsegmentation) not installed")
     patch = [int(p) for p in cfg.data.patch_size]
-    kwargs = dict(dims=int(cfg.dataset.dims), in_channels=int(cfg.dataset.in_channels),
-                  num_classes=int(cfg.dataset.num_classes), patch_size=patch)
+    kwargs = dict(
+        dims=int(cfg.dataset.dims),
+        in_channels=int(cfg.dataset.in_channels),
+        num_classes=int(cfg.dataset.num_classes),
+        patch_size=patch,
+    )
     with torch.device("meta"):
         if backbone == "hrnet" and cfg.dataset.dims == 3:
             with pytest.raises(ValueError, match="2D only"):

@@ -58,17 +58,38 @@ def test_topcow_remap_lut():
 @pytest.mark.parametrize("name", sorted(CONVERTERS) + ["synthetic_canal", "synthetic_cow", "synthetic_cow_binary"])
 def test_dataset_configs_match_the_code(name):
     cfg = yaml.safe_load((REPO / "configs" / "dataset" / f"{name}.yaml").read_text())
-    keys = {"name", "folder", "dims", "in_channels", "num_classes", "ignore_label", "normalization",
-            "evaluation", "patch_size", "batch_size", "create"}
+    keys = {
+        "name",
+        "folder",
+        "dims",
+        "in_channels",
+        "num_classes",
+        "ignore_label",
+        "normalization",
+        "evaluation",
+        "patch_size",
+        "batch_size",
+        "create",
+    }
     assert keys <= set(cfg) and cfg["name"] == name
     assert cfg["normalization"] in ("zscore", "ct") and cfg["evaluation"] in ("test_set", "cross_validation")
     assert len(cfg["patch_size"]) == cfg["dims"]
-    code_labels = {"synthetic_canal": canal3d.LABELS, "synthetic_cow": cow3d.LABELS,
-                   "synthetic_cow_binary": {"background": 0, "vessel": 1}, "drive": drive.LABELS,
-                   "roads": roads.LABELS, "cracks": cracks.LABELS, "toothfairy": toothfairy.LABELS,
-                   "topcow_multiclass": topcow.MULTICLASS_LABELS, "topcow_binary": topcow.BINARY_LABELS}
-    folder = {"synthetic_canal": canal3d.FOLDER, "synthetic_cow": cow3d.FOLDER,
-              "synthetic_cow_binary": cow3d.BINARY_FOLDER}.get(name) or FOLDERS[name]
+    code_labels = {
+        "synthetic_canal": canal3d.LABELS,
+        "synthetic_cow": cow3d.LABELS,
+        "synthetic_cow_binary": {"background": 0, "vessel": 1},
+        "drive": drive.LABELS,
+        "roads": roads.LABELS,
+        "cracks": cracks.LABELS,
+        "toothfairy": toothfairy.LABELS,
+        "topcow_multiclass": topcow.MULTICLASS_LABELS,
+        "topcow_binary": topcow.BINARY_LABELS,
+    }
+    folder = {
+        "synthetic_canal": canal3d.FOLDER,
+        "synthetic_cow": cow3d.FOLDER,
+        "synthetic_cow_binary": cow3d.BINARY_FOLDER,
+    }.get(name) or FOLDERS[name]
     assert cfg["folder"] == folder
     assert cfg["num_classes"] == len(code_labels[name])  # the labels themselves live in dataset.json only
     assert name in cfg["create"]

@@ -1,6 +1,5 @@
 """Cracks converter on a tiny fake download in the documented generic image/mask layout."""
 
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,7 +8,8 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, cracks
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-from .fake_downloads import CRACKS_S as S, fake_cracks as _fake
+from .fake_downloads import CRACKS_S as S
+from .fake_downloads import fake_cracks as _fake
 
 
 def test_cracks_generic_layout(tmp_path):

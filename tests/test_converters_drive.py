@@ -11,7 +11,9 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, drive
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-from .fake_downloads import DRIVE_H as H, DRIVE_W as W, fake_drive as _fake_drive
+from .fake_downloads import DRIVE_H as H
+from .fake_downloads import DRIVE_W as W
+from .fake_downloads import fake_drive as _fake_drive
 
 REPO = Path(__file__).resolve().parents[1]
 

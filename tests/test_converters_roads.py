@@ -10,11 +10,13 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, roads
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-from .fake_downloads import ROADS_S as S, fake_roads as _fake
+from .fake_downloads import ROADS_S as S
+from .fake_downloads import fake_roads as _fake
 
 
-@pytest.mark.parametrize("layout,expected", [("original", "original"), ("tiff", "kaggle_tiff"),
-                                             ("png", "kaggle_png"), ("ideal", "ideal")])
+@pytest.mark.parametrize(
+    "layout,expected", [("original", "original"), ("tiff", "kaggle_tiff"), ("png", "kaggle_png"), ("ideal", "ideal")]
+)
 def test_roads_layouts_and_nodata_ignore(tmp_path, layout, expected):
     raw = _fake(tmp_path / "raw", layout, unlabelled=2 if layout == "ideal" else 0)
     out = CONVERTERS["roads"](raw, tmp_path / "Dataset801_Roads")

@@ -10,7 +10,8 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, toothfairy
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-from .fake_downloads import TOOTHFAIRY_SHAPE as SHAPE, fake_toothfairy_2023 as _fake_2023
+from .fake_downloads import TOOTHFAIRY_SHAPE as SHAPE
+from .fake_downloads import fake_toothfairy_2023 as _fake_2023
 
 
 def test_toothfairy_2023(tmp_path):
@@ -32,7 +33,9 @@ def test_toothfairy_2023(tmp_path):
 
 def test_toothfairy_2023_uses_published_test_list(tmp_path):
     raw = _fake_2023(tmp_path / "raw", n_dense=7)
-    (raw / "ToothFairy_Dataset" / "Dataset" / "splits.json").write_text(json.dumps({"train": [], "test": ["P2", "P5", "P9"]}))
+    (raw / "ToothFairy_Dataset" / "Dataset" / "splits.json").write_text(
+        json.dumps({"train": [], "test": ["P2", "P5", "P9"]})
+    )
     ds = DatasetLayout(toothfairy.convert(raw, tmp_path / "ds"))
     assert ds.cases("Ts") == ["toothfairy_P2", "toothfairy_P5"]  # P9 has no dense labels
 
@@ -61,8 +64,14 @@ def _fake_tf2(root: Path, n=6) -> Path:
     base = root / "Dataset112_ToothFairy2"
     (base / "imagesTr").mkdir(parents=True)
     (base / "labelsTr").mkdir(parents=True)
-    labels = {"background": 0, "Lower Jawbone": 1, "Upper Jawbone": 2, "Left Inferior Alveolar Canal": 3,
-              "Right Inferior Alveolar Canal": 4, "Left Maxillary Sinus": 5}
+    labels = {
+        "background": 0,
+        "Lower Jawbone": 1,
+        "Upper Jawbone": 2,
+        "Left Inferior Alveolar Canal": 3,
+        "Right Inferior Alveolar Canal": 4,
+        "Left Maxillary Sinus": 5,
+    }
     (base / "dataset.json").write_text(json.dumps({"labels": labels, "channel_names": {"0": "CT"}}))
     rng = np.random.default_rng(4)
     for i in range(1, n + 1):

@@ -1,6 +1,5 @@
 """TopCoW converters (binary and multi-class) on a tiny fake release in NIfTI."""
 
-
 import nibabel as nib
 import numpy as np
 import pytest
@@ -9,7 +8,9 @@ from skelrecall.data.converters import CONVERTERS, ConversionError, topcow
 from skelrecall.data.layout import DatasetLayout
 from skelrecall.io import read_image
 
-from .fake_downloads import TOPCOW_AFFINE as AFFINE, TOPCOW_SHAPE as SHAPE, fake_topcow as _fake
+from .fake_downloads import TOPCOW_AFFINE as AFFINE
+from .fake_downloads import TOPCOW_SHAPE as SHAPE
+from .fake_downloads import fake_topcow as _fake
 from .fake_downloads import topcow_label as _label
 
 

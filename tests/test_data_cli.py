@@ -110,8 +110,14 @@ def test_console_script_converts_drive(tmp_path):
     assert script.is_file(), f"{script}: console script not installed (pip install -e .)"
     raw = fake_drive(tmp_path / "raw")
     out = tmp_path / "X"
-    proc = subprocess.run([str(script), "convert", "drive", "--raw", str(raw), "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path, env=_script_env(), timeout=300)
+    proc = subprocess.run(
+        [str(script), "convert", "drive", "--raw", str(raw), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_script_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     ds = DatasetLayout.open(out)
     assert ds.cases("Tr") == [f"drive_{i}" for i in range(21, 41)]
@@ -119,8 +125,14 @@ def test_console_script_converts_drive(tmp_path):
     assert set(np.unique(lab).tolist()) == {0, 1}
     assert json.loads((out / "splits.json").read_text()) == DRIVE_SPLIT
     # no --out: data/nnUNet_raw/<folder of configs/dataset/drive.yaml> below the working directory
-    proc = subprocess.run([str(script), "convert", "drive", "--raw", str(raw)], capture_output=True, text=True,
-                          cwd=tmp_path, env=_script_env(), timeout=300)
+    proc = subprocess.run(
+        [str(script), "convert", "drive", "--raw", str(raw)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_script_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert DatasetLayout.open(tmp_path / "data" / "nnUNet_raw" / "Dataset802_DRIVE").cases("Tr") == ds.cases("Tr")
 
@@ -129,8 +141,13 @@ def test_console_script_reports_a_layout_error_with_the_path(tmp_path):
     raw = fake_drive(tmp_path / "raw", test_ids=())
     manual = raw / "DRIVE" / "training" / "1st_manual"
     manual.rename(manual.with_name("manual"))  # annotations not where the release puts them
-    proc = subprocess.run([str(BIN / "skelrecall-data"), "convert", "drive", "--raw", str(raw), "--out",
-                           str(tmp_path / "X")], capture_output=True, text=True, env=_script_env(), timeout=300)
+    proc = subprocess.run(
+        [str(BIN / "skelrecall-data"), "convert", "drive", "--raw", str(raw), "--out", str(tmp_path / "X")],
+        capture_output=True,
+        text=True,
+        env=_script_env(),
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert f"{manual / '21_manual1.gif'}: vessel annotation missing" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -142,8 +159,13 @@ def _make(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     ``-o install`` treats the ``install`` target (and the venv stamp behind it) as up to date."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    return subprocess.run(["make", "-s", "-C", str(REPO), "-o", "install", "data", f"VENV={sys.prefix}", *args],
-                          capture_output=True, text=True, env=_script_env(SKELRECALL_ROOT=str(tmp_path)), timeout=300)
+    return subprocess.run(
+        ["make", "-s", "-C", str(REPO), "-o", "install", "data", f"VENV={sys.prefix}", *args],
+        capture_output=True,
+        text=True,
+        env=_script_env(SKELRECALL_ROOT=str(tmp_path)),
+        timeout=300,
+    )
 
 
 def test_make_data_converts_drive(tmp_path):
@@ -156,8 +178,10 @@ def test_make_data_converts_drive(tmp_path):
     assert not (REPO / "data" / "nnUNet_raw" / "Dataset802_DRIVE.partial").exists()
 
 
-@pytest.mark.skipif(not re.search(r"^data:.*\n(\t.*\n)*.*\$\(OUT\)", (REPO / "Makefile").read_text(), re.M),
-                    reason="the Makefile's data target does not pass OUT yet")
+@pytest.mark.skipif(
+    not re.search(r"^data:.*\n(\t.*\n)*.*\$\(OUT\)", (REPO / "Makefile").read_text(), re.M),
+    reason="the Makefile's data target does not pass OUT yet",
+)
 def test_make_data_passes_out_only_when_given(tmp_path):
     raw = fake_drive(tmp_path / "raw")
     proc = _make(tmp_path, "DATASET=drive", f"RAW={raw}", f"OUT={tmp_path / 'mine'}")
@@ -199,7 +223,8 @@ def test_cli_layout_errors_name_the_path(tmp_path):
     (roads / "mass_roads" / "train" / "images").rename(roads / "mass_roads" / "train" / "sat")
     (roads / "mass_roads" / "test" / "map").rename(roads / "mass_roads" / "test" / "labels")
     assert f"{roads / 'mass_roads' / 'test' / 'map'}: folder missing" in _error(
-        ["convert", "roads", "--raw", str(roads), "--out", str(out)])
+        ["convert", "roads", "--raw", str(roads), "--out", str(out)]
+    )
     assert not out.exists() and not (tmp_path / "out.partial").exists()
 
 
@@ -209,10 +234,23 @@ def test_cli_options_are_checked_and_passed(tmp_path, capsys):
     msg = _error(["convert", "roads", "--raw", str(raw), "--out", str(out), "--option", "no_data=background"])
     assert "no_data: not an option of the roads converter" in msg and "nodata (default 'ignore')" in msg
     assert "expected KEY=VALUE" in _error(["convert", "roads", "--raw", str(raw), "--option", "nodata"])
-    assert "nodata must be one of" in _error(["convert", "roads", "--raw", str(raw), "--out", str(out),
-                                               "-O", "nodata=nothing"])
-    main(["convert", "roads", "--raw", str(raw), "--out", str(out), "--option", "nodata=background",
-          "-O", "min_component=10"])
+    assert "nodata must be one of" in _error(
+        ["convert", "roads", "--raw", str(raw), "--out", str(out), "-O", "nodata=nothing"]
+    )
+    main(
+        [
+            "convert",
+            "roads",
+            "--raw",
+            str(raw),
+            "--out",
+            str(out),
+            "--option",
+            "nodata=background",
+            "-O",
+            "min_component=10",
+        ]
+    )
     ds = DatasetLayout.open(out)
     assert ds.meta["labels"] == {"background": 0, "road": 1}
     assert ds.meta["conversion"]["nodata"] == "background" and ds.meta["conversion"]["min_component"] == 10

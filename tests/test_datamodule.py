@@ -20,8 +20,9 @@ def _nnunet_augmentation() -> dict:
 
 def _module(root, **kw):
     layout = DatasetLayout.open(root / "data/nnUNet_raw/Dataset901_Synthetic2D")
-    options = dict(dims=2, patch_size=[64, 64], batch_size=2, iterations_per_epoch=4,
-                   augmentation=_nnunet_augmentation())
+    options = dict(
+        dims=2, patch_size=[64, 64], batch_size=2, iterations_per_epoch=4, augmentation=_nnunet_augmentation()
+    )
     dm = SegmentationDataModule(layout, **{**options, **kw})
     dm.setup()
     return dm
@@ -65,8 +66,9 @@ def test_patches_depend_only_on_seed_epoch_and_index(tiny_root, tmp_path, cache)
     other_epoch = ds[(4, 0)]
     assert not torch.equal(first[0]["image"], other_epoch["image"])
     # two loader workers give the batches of one process, in the same order
-    dm_workers = _module(tiny_root, augmentation=_nnunet_augmentation(), num_workers=2, cache=cache,
-                         cache_dir=tmp_path / "cache")
+    dm_workers = _module(
+        tiny_root, augmentation=_nnunet_augmentation(), num_workers=2, cache=cache, cache_dir=tmp_path / "cache"
+    )
     single = [b["image"] for b in dm.train_dataloader()]
     multi = [b["image"] for b in dm_workers.train_dataloader()]
     assert len(single) == len(multi) == 4 and all(torch.equal(a, b) for a, b in zip(single, multi))

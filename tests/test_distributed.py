@@ -28,8 +28,9 @@ def _cli(root: Path, *args: str, wait: bool = True):
     cmd = [sys.executable, "-m", "skelrecall.train", *args]
     if wait:
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=root)
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,
-                            start_new_session=True)  # its own process group: kill the launcher and its workers
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root, start_new_session=True
+    )  # its own process group: kill the launcher and its workers
 
 
 def test_ddp_on_two_cpu_processes_writes_one_run(tiny_root):
@@ -61,16 +62,28 @@ def test_ddp_on_two_cpu_processes_writes_one_run(tiny_root):
     assert logged["epoch"] == 2
     ckpt = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
     model = build_model(cfg.backbone, dims=2, in_channels=1, num_classes=2, patch_size=list(cfg.data.patch_size))
-    model.load_state_dict({k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")})
     layout = DatasetLayout.open(tiny_root / "data/nnUNet_raw/Dataset901_Synthetic2D")
-    dm = SegmentationDataModule(layout, dims=2, patch_size=list(cfg.data.patch_size), batch_size=2,
-                                iterations_per_epoch=1, max_val_cases=cfg.data.max_val_cases)
+    dm = SegmentationDataModule(
+        layout,
+        dims=2,
+        patch_size=list(cfg.data.patch_size),
+        batch_size=2,
+        iterations_per_epoch=1,
+        max_val_cases=cfg.data.max_val_cases,
+    )
     dm.setup()
     assert len(dm.val_cases) == 2
     scores = []
     for case in dm.val_cases:
-        pred = predict_labels(model.eval(), torch.from_numpy(case.image)[None], cfg.data.patch_size, mirror=False,
-                              overlap=cfg.inference.overlap, sw_batch_size=4).numpy()
+        pred = predict_labels(
+            model.eval(),
+            torch.from_numpy(case.image)[None],
+            cfg.data.patch_size,
+            mirror=False,
+            overlap=cfg.inference.overlap,
+            sw_batch_size=4,
+        ).numpy()
         scores.append(dice(pred == 1, case.label[0] == 1))
     assert logged["val/dice"] == pytest.approx(float(np.mean(scores)), abs=1e-6)
 
@@ -83,8 +96,11 @@ def test_ddp_run_killed_then_resumed_equals_an_uninterrupted_one(tiny_root):
     run_dir = Path(compose_train(*killed, f"paths.root={tiny_root}").run_dir)
     proc = _cli(tiny_root, *killed, wait=False)
     deadline = time.time() + 600
-    while not list((run_dir / "checkpoints").glob("epoch=2-*.ckpt.sha256")) and proc.poll() is None \
-            and time.time() < deadline:
+    while (
+        not list((run_dir / "checkpoints").glob("epoch=2-*.ckpt.sha256"))
+        and proc.poll() is None
+        and time.time() < deadline
+    ):
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its worker process
     proc.wait()

@@ -12,8 +12,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from skelrecall.models import build_model, plan_unet
 from skelrecall.configs import CONFIG_DIR
+from skelrecall.models import build_model, plan_unet
 from skelrecall.paths import REPO_DIR
 
 from .conftest import compose_train
@@ -105,16 +105,27 @@ def test_experiment_backbone_builds(name):
     elif importlib.util.find_spec("mmseg") is None:
         pytest.skip("HRNet extra (mmsegmentation) not installed")
     with torch.device("meta"):
-        model = build_model(cfg.backbone, dims=int(cfg.dataset.dims), in_channels=int(cfg.dataset.in_channels),
-                            num_classes=int(cfg.dataset.num_classes), patch_size=patch)
+        model = build_model(
+            cfg.backbone,
+            dims=int(cfg.dataset.dims),
+            in_channels=int(cfg.dataset.in_channels),
+            num_classes=int(cfg.dataset.num_classes),
+            patch_size=patch,
+        )
         out = model.eval()(torch.empty(1, int(cfg.dataset.in_channels), *patch))
     assert tuple(out.shape) == (1, int(cfg.dataset.num_classes), *patch)
 
 
 def test_unknown_experiment_lists_available_ones():
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run([sys.executable, "-m", "skelrecall.train", "experiment=nope", "profile=smoke", "logger=none"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "skelrecall.train", "experiment=nope", "profile=smoke", "logger=none"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "experiment/nope" in proc.stderr
     assert "nnunet_drive" in proc.stderr and "hrnet_roads" in proc.stderr

@@ -105,8 +105,17 @@ def test_a_run_whose_predictions_are_all_empty_did_not_train(tmp_path):
     from skelrecall.report import run_row
 
     run = RunDir(tmp_path / "r")
-    run.begin({"experiment_name": "e", "dataset": {"name": "d"}, "backbone": {"name": "unet"},
-               "loss": {"name": "dice_ce", "w": 0.0}, "seed": 0, "fold": 0, "profile": {"name": "cpu"}})
+    run.begin(
+        {
+            "experiment_name": "e",
+            "dataset": {"name": "d"},
+            "backbone": {"name": "unet"},
+            "loss": {"name": "dice_ce", "w": 0.0},
+            "seed": 0,
+            "fold": 0,
+            "profile": {"name": "cpu"},
+        }
+    )
     write_json(run / "summary.json", {"n_cases": 4, "headline": {"dice": {"mean": 0.0}}})
     run.mark_done({}, n_cases=4, empty_predictions=3)
     assert not run.did_not_train() and run_row(run)["status"] == "done"
@@ -115,8 +124,18 @@ def test_a_run_whose_predictions_are_all_empty_did_not_train(tmp_path):
 
 
 def test_identity_hash_ignores_only_keys_that_cannot_change_results():
-    cfg = {"loss": {"w": 1.0}, "paths": {"runs": "a"}, "logger": {"name": "csv"}, "data": {"num_workers": 0, "patch_size": [64, 64]}}
-    same = {**cfg, "paths": {"runs": "b"}, "logger": {"name": "wandb"}, "data": {"num_workers": 4, "patch_size": [64, 64]}}
+    cfg = {
+        "loss": {"w": 1.0},
+        "paths": {"runs": "a"},
+        "logger": {"name": "csv"},
+        "data": {"num_workers": 0, "patch_size": [64, 64]},
+    }
+    same = {
+        **cfg,
+        "paths": {"runs": "b"},
+        "logger": {"name": "wandb"},
+        "data": {"num_workers": 4, "patch_size": [64, 64]},
+    }
     other = {**cfg, "data": {"num_workers": 0, "patch_size": [32, 32]}}
     assert config_hash(cfg) == config_hash(same) != config_hash(other)
     assert config_diff(cfg, other) == [("data.patch_size", [64, 64], [32, 32])]
@@ -138,8 +157,13 @@ def _kill_after_checkpoint(root: Path, args: tuple[str, ...], ckpt_dir: Path, ep
 
 
 def test_kill_9_at_random_steps_then_resume_equals_an_uninterrupted_run(tiny_root):
-    base = (*SMOKE, "trainer.max_epochs=8", "data.iterations_per_epoch=4", "trainer.check_val_every_n_epoch=3",
-            "trainer.log_every_n_steps=1")
+    base = (
+        *SMOKE,
+        "trainer.max_epochs=8",
+        "data.iterations_per_epoch=4",
+        "trainer.check_val_every_n_epoch=3",
+        "trainer.log_every_n_steps=1",
+    )
     straight = (*base, "experiment_name=straight")
     assert _cli(tiny_root, *straight).returncode == 0
     ref = Path(compose_train(*straight, f"paths.root={tiny_root}").run_dir)
@@ -213,6 +237,7 @@ def interrupted(tiny_root, tmp_path_factory):
     def interrupt(self):
         if self.current_epoch == 2:
             raise KeyboardInterrupt
+
     SegmentationModule.on_train_epoch_start = interrupt
     try:
         with pytest.raises(SystemExit):
@@ -256,7 +281,9 @@ def test_no_intact_checkpoint_fails_naming_the_files_and_force(interrupted, tmp_
     cfg.run_dir = str(run_dir)
     from skelrecall.runs import CheckpointError
 
-    with pytest.raises(CheckpointError, match=r"(?s)last.ckpt: checksum mismatch.*epoch=1-step=\d+.ckpt: checksum.*force=true"):
+    with pytest.raises(
+        CheckpointError, match=r"(?s)last.ckpt: checksum mismatch.*epoch=1-step=\d+.ckpt: checksum.*force=true"
+    ):
         run(cfg)
 
 
@@ -287,8 +314,11 @@ def _no_training(run_dir: Path) -> None:
 @pytest.mark.parametrize("split", ["Tr", "Ts"])
 def test_label_value_outside_dataset_json_fails_before_training_naming_the_file(tiny_root, tmp_path, split):
     dataset = _copy_dataset(tiny_root, tmp_path)
-    case = (json.loads((dataset / "splits.json").read_text())[0]["train"][0] if split == "Tr"
-            else sorted(dataset.glob("labelsTs/*.png"))[0].name[:-4])
+    case = (
+        json.loads((dataset / "splits.json").read_text())[0]["train"][0]
+        if split == "Tr"
+        else sorted(dataset.glob("labelsTs/*.png"))[0].name[:-4]
+    )
     path = dataset / f"labels{split}" / f"{case}.png"
     label = np.asarray(Image.open(path)).copy()
     label[0, 0] = 7
@@ -299,12 +329,20 @@ def test_label_value_outside_dataset_json_fails_before_training_naming_the_file(
     _no_training(Path(cfg.run_dir))
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"labels": {"background": 0, "structure": 1},', r"dataset.json: dataset.json is not valid JSON: .* at line 1"),
-    ('{"channel_names": {"0": "x"}, "file_ending": ".png"}', r"dataset.json: required field 'labels' is missing"),
-    ('{"channel_names": {"0": "x"}, "file_ending": ".png", "labels": ["background", "structure"]}',
-     r"dataset.json: 'labels' must map names to values"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (
+            '{"labels": {"background": 0, "structure": 1},',
+            r"dataset.json: dataset.json is not valid JSON: .* at line 1",
+        ),
+        ('{"channel_names": {"0": "x"}, "file_ending": ".png"}', r"dataset.json: required field 'labels' is missing"),
+        (
+            '{"channel_names": {"0": "x"}, "file_ending": ".png", "labels": ["background", "structure"]}',
+            r"dataset.json: 'labels' must map names to values",
+        ),
+    ],
+)
 def test_broken_dataset_json_names_the_file(tiny_root, tmp_path, content, message):
     dataset = _copy_dataset(tiny_root, tmp_path)
     (dataset / "dataset.json").write_text(content)
@@ -341,6 +379,7 @@ def test_non_finite_training_loss_fails_the_run_naming_the_step(tiny_root, monke
         total, parts = forward(self, *args, **kwargs)
         calls["n"] += 1
         return (total * torch.tensor(float("nan")) if calls["n"] >= 3 else total), parts
+
     monkeypatch.setattr(DeepSupervisionLoss, "forward", nan_at_third_step)
     cfg = compose_train(*SMOKE, f"paths.root={tiny_root}", "experiment_name=nan_loss", "loss=dice_ce")
     with pytest.raises(FloatingPointError, match="training loss is nan at step 2 "):

@@ -14,8 +14,7 @@ from PIL import Image
 from skelrecall import colours as C
 from skelrecall import figures as F
 from skelrecall.data.layout import write_dataset_json
-from skelrecall.io import write_json
-from skelrecall.io import write_image
+from skelrecall.io import write_image, write_json
 from skelrecall.skeleton import tubed_skeleton
 
 CASES = ["c0", "c1", "c2"]
@@ -70,8 +69,9 @@ def _label(seed: int, shape=(32, 32)) -> np.ndarray:
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     root = tmp_path / "raw" / "Dataset999_Tiny"
-    write_dataset_json(root, channel_names={0: "grey"}, labels={"background": 0, "structure": 1},
-                       num_training=0, file_ending=".png")
+    write_dataset_json(
+        root, channel_names={0: "grey"}, labels={"background": 0, "structure": 1}, num_training=0, file_ending=".png"
+    )
     rng = np.random.default_rng(0)
     for i, case in enumerate(CASES):
         write_image(root / "labelsTs" / f"{case}.png", _label(i))
@@ -79,14 +79,20 @@ def dataset(tmp_path: Path) -> Path:
     return root
 
 
-def make_run(base: Path, loss: str, cldice: list[float], *, dataset: str = "tiny", nnunet_raw="raw",
-             erase: int = 0) -> Path:
+def make_run(
+    base: Path, loss: str, cldice: list[float], *, dataset: str = "tiny", nnunet_raw="raw", erase: int = 0
+) -> Path:
     """A finished run folder: config.yaml, done, per_case.csv (headline + a non-headline row) and
     predictions (the label with ``erase`` columns of the horizontal bar removed)."""
     run = base / "runs" / loss
     (run / "predictions").mkdir(parents=True)
-    cfg = {"seed": 0, "fold": 0, "paths": {"nnunet_raw": str(nnunet_raw)},
-           "dataset": {"name": dataset, "folder": "Dataset999_Tiny"}, "loss": {"name": loss, "w": 1.0}}
+    cfg = {
+        "seed": 0,
+        "fold": 0,
+        "paths": {"nnunet_raw": str(nnunet_raw)},
+        "dataset": {"name": dataset, "folder": "Dataset999_Tiny"},
+        "loss": {"name": loss, "w": 1.0},
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     write_json(run / "done", {"evaluated_split": "Ts", "n_cases": len(CASES)})
     write_json(run / "summary.json", {"n_cases": len(CASES)})
@@ -138,9 +144,11 @@ def test_missed_skeleton_and_case_choice():
 
 def test_qualitative_panels_grow_with_losses_and_cases(tmp_path: Path, dataset: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # config.yaml holds the relative paths.nnunet_raw "raw"
-    runs = {"dice_ce": make_run(tmp_path, "dice_ce", [0.9, 0.5, 0.8], erase=6),
-            "skeleton_recall": make_run(tmp_path, "skeleton_recall", [0.9, 0.9, 0.85]),
-            "cldice": make_run(tmp_path, "cldice", [0.9, 0.7, 0.8], erase=2)}
+    runs = {
+        "dice_ce": make_run(tmp_path, "dice_ce", [0.9, 0.5, 0.8], erase=6),
+        "skeleton_recall": make_run(tmp_path, "skeleton_recall", [0.9, 0.9, 0.85]),
+        "cldice": make_run(tmp_path, "cldice", [0.9, 0.7, 0.8], erase=2),
+    }
     assert F.case_cldice(runs).loc["c1"].tolist() == pytest.approx([50.0, 90.0, 70.0])
     one = _png_size(F.qualitative_panels({"dice_ce": runs["dice_ce"]}, tmp_path / "q1.png", n_cases=1))
     three = _png_size(F.qualitative_panels(runs, tmp_path / "q3.png", n_cases=1))
@@ -168,8 +176,9 @@ def test_qualitative_panels_reject_mixed_or_missing_inputs(tmp_path: Path, datas
 
 def test_qualitative_panels_3d_max_projection(tmp_path: Path, drawn):
     root = tmp_path / "raw" / "Dataset999_Tiny"
-    write_dataset_json(root, channel_names={0: "CT"}, labels={"background": 0, "vessel": 1},
-                       num_training=0, file_ending=".nii.gz")
+    write_dataset_json(
+        root, channel_names={0: "CT"}, labels={"background": 0, "vessel": 1}, num_training=0, file_ending=".nii.gz"
+    )
     label = np.zeros((6, 16, 16), np.uint8)
     label[2:4, 7:9, 2:14] = 1
     write_image(root / "labelsTs" / "v0.nii.gz", label)
@@ -177,8 +186,16 @@ def test_qualitative_panels_3d_max_projection(tmp_path: Path, drawn):
     write_image(root / "imagesTs" / "v0_0000.nii.gz", image)
     run = tmp_path / "run"
     (run / "predictions").mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "paths": {"nnunet_raw": str(root.parent)}, "dataset": {
-        "name": "tiny3d", "folder": root.name}, "loss": {"name": "dice_ce", "w": 0.0}}))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "seed": 0,
+                "paths": {"nnunet_raw": str(root.parent)},
+                "dataset": {"name": "tiny3d", "folder": root.name},
+                "loss": {"name": "dice_ce", "w": 0.0},
+            }
+        )
+    )
     write_json(run / "done", {"evaluated_split": "Ts"})
     write_json(run / "summary.json", {"n_cases": 1})
     pd.DataFrame([{"case": "v0", "headline": True, "cldice": 0.5}]).to_csv(run / "per_case.csv", index=False)
@@ -205,10 +222,24 @@ def _runs(datasets=("synthetic_2d",), ws=(0.1, 1.0, 10.0)) -> pd.DataFrame:
         for loss, loss_ws in (("dice_ce", (0.0,)), ("skeleton_recall", ws), ("cldice", ws)):
             for w in loss_ws:
                 for seed in range(2):
-                    rows.append({"run_dir": f"{loss}/{w}/{seed}", "dataset": dataset, "backbone": "unet",
-                                 "loss": loss, "w": w, "seed": seed, "fold": 0, "profile": "smoke",
-                                 "status": "done", "n_cases": 3, "dice": 70.0 + seed + w, "cldice": 75.0 + w,
-                                 "betti0_error": 3.0 - seed, "betti1_error": 1.0})
+                    rows.append(
+                        {
+                            "run_dir": f"{loss}/{w}/{seed}",
+                            "dataset": dataset,
+                            "backbone": "unet",
+                            "loss": loss,
+                            "w": w,
+                            "seed": seed,
+                            "fold": 0,
+                            "profile": "smoke",
+                            "status": "done",
+                            "n_cases": 3,
+                            "dice": 70.0 + seed + w,
+                            "cldice": 75.0 + w,
+                            "betti0_error": 3.0 - seed,
+                            "betti1_error": 1.0,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -228,8 +259,12 @@ def test_w_sweep_layout_and_errors(tmp_path: Path):
 
 # ------------------------------------------------------------------------------ overhead
 def test_overhead_vs_classes(tmp_path: Path):
-    rows = [{"dims": d, "spatial": "8x8", "classes": c, "loss": loss, "cpu_ratio": 1.0 + 0.1 * c,
-             "alloc_ratio": 1.0} for d in (2, 3) for c in (2, 4) for loss in ("dice_ce", "skeleton_recall", "cldice")]
+    rows = [
+        {"dims": d, "spatial": "8x8", "classes": c, "loss": loss, "cpu_ratio": 1.0 + 0.1 * c, "alloc_ratio": 1.0}
+        for d in (2, 3)
+        for c in (2, 4)
+        for loss in ("dice_ce", "skeleton_recall", "cldice")
+    ]
     csv = tmp_path / "losses.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     width, height = _png_size(F.overhead_vs_classes(csv, tmp_path / "fig7.png"))
@@ -242,8 +277,11 @@ def test_overhead_vs_classes(tmp_path: Path):
 
 
 def test_overhead_figure_draws_one_line_per_loss_in_the_given_order(tmp_path: Path, monkeypatch):
-    rows = [{"dims": 2, "spatial": "8x8", "classes": c, "loss": loss, "cpu_ratio": 1.0, "alloc_ratio": 1.0}
-            for c in (2, 4) for loss in ("cldice", "dice_ce")]
+    rows = [
+        {"dims": 2, "spatial": "8x8", "classes": c, "loss": loss, "cpu_ratio": 1.0, "alloc_ratio": 1.0}
+        for c in (2, 4)
+        for loss in ("cldice", "dice_ce")
+    ]
     table = pd.DataFrame(rows)
     labels = []
     from matplotlib.axes import Axes
@@ -318,9 +356,16 @@ def _tiny_case(tmp_path: Path, labels: dict[str, int], label: np.ndarray, preds:
     for loss, pred in preds.items():
         run = tmp_path / "runs" / loss
         (run / "predictions").mkdir(parents=True)
-        (run / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "paths": {"nnunet_raw": str(root.parent)},
-                                                         "dataset": {"name": "tiny", "folder": root.name},
-                                                         "loss": {"name": loss, "w": 1.0}}))
+        (run / "config.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "seed": 0,
+                    "paths": {"nnunet_raw": str(root.parent)},
+                    "dataset": {"name": "tiny", "folder": root.name},
+                    "loss": {"name": loss, "w": 1.0},
+                }
+            )
+        )
         write_json(run / "done", {"evaluated_split": "Ts", "n_cases": 1})
         write_json(run / "summary.json", {"n_cases": 1})
         pd.DataFrame([{"case": "k0", "headline": True, "cldice": 0.5}]).to_csv(run / "per_case.csv", index=False)
@@ -340,8 +385,12 @@ def test_qualitative_multiclass_in_class_colours_with_named_legend(tmp_path: Pat
     label = _classes_label()
     pred = label.copy()
     pred[2:8, 8:11] = 0  # half of class 2 missed -> red
-    runs = _tiny_case(tmp_path, {"background": 0, "artery": 1, "vein": 2, "absent": 3},
-                      label, {"dice_ce": pred, "skeleton_recall": label})
+    runs = _tiny_case(
+        tmp_path,
+        {"background": 0, "artery": 1, "vein": 2, "absent": 3},
+        label,
+        {"dice_ce": pred, "skeleton_recall": label},
+    )
     out = F.qualitative_panels(runs, tmp_path / "q.png")
     png, colours = _pixels(out), C.class_colours(4)
     truth, missed = _tile(png, drawn[-1].axes[1]), _tile(png, drawn[-1].axes[2])
@@ -371,8 +420,7 @@ def test_qualitative_binary_white_ignore_grey_and_not_counted_as_skeleton(tmp_pa
 def test_qualitative_empty_predictions_give_a_note_not_a_red_panel(tmp_path: Path, drawn, capsys):
     label = _classes_label()
     empty = np.zeros_like(label)
-    runs = _tiny_case(tmp_path, {"background": 0, "artery": 1, "vein": 2}, label,
-                      {"dice_ce": empty, "cldice": empty})
+    runs = _tiny_case(tmp_path, {"background": 0, "artery": 1, "vein": 2}, label, {"dice_ce": empty, "cldice": empty})
     out = F.qualitative_panels(runs, tmp_path / "q.png")
     with Image.open(out) as im:
         note = im.info["Description"]
@@ -381,8 +429,9 @@ def test_qualitative_empty_predictions_give_a_note_not_a_red_panel(tmp_path: Pat
     assert _count(_pixels(out), C.MISSED_RGB, tol=60) == 0  # nothing red (no legend swatch either)
     assert not drawn[-1].axes  # text only
     # one empty prediction beside a real one: a black tile that says so, no red flood
-    runs2 = _tiny_case(tmp_path / "two", {"background": 0, "artery": 1, "vein": 2}, label,
-                       {"dice_ce": empty, "skeleton_recall": label})
+    runs2 = _tiny_case(
+        tmp_path / "two", {"background": 0, "artery": 1, "vein": 2}, label, {"dice_ce": empty, "skeleton_recall": label}
+    )
     out2 = F.qualitative_panels(runs2, tmp_path / "q2.png")
     texts = [t.get_text() for t in drawn[-1].axes[2].texts]
     assert texts == ["empty prediction\n(background only)"]
@@ -412,9 +461,13 @@ def test_w_sweep_every_panel_labelled_one_legend_one_colour_per_loss(tmp_path: P
 
 
 def test_overhead_every_panel_labelled_and_one_legend_with_every_loss(tmp_path: Path, drawn):
-    rows = [{"dims": d, "spatial": "8x8", "classes": c, "loss": loss, "cpu_ratio": 1.0 + 0.1 * c, "alloc_ratio": 1.0}
-            for d in (2, 3) for c in (2, 4) for loss in ("dice_ce", "cldice", "topo_cldice")
-            if not (d == 3 and loss == "topo_cldice")]  # topo_cldice: 2D only
+    rows = [
+        {"dims": d, "spatial": "8x8", "classes": c, "loss": loss, "cpu_ratio": 1.0 + 0.1 * c, "alloc_ratio": 1.0}
+        for d in (2, 3)
+        for c in (2, 4)
+        for loss in ("dice_ce", "cldice", "topo_cldice")
+        if not (d == 3 and loss == "topo_cldice")
+    ]  # topo_cldice: 2D only
     F.overhead_figure(pd.DataFrame(rows), tmp_path / "o.png")
     fig = drawn[-1]
     for ax in fig.axes:
@@ -422,8 +475,12 @@ def test_overhead_every_panel_labelled_and_one_legend_with_every_loss(tmp_path: 
         assert "ratio" in ax.get_ylabel() and "dice_ce" in ax.get_ylabel()
         assert ax.get_legend() is None
     assert _legend_texts(fig) == ["dice_ce", "cldice", "topo_cldice"]  # also the loss drawn in 2D only
-    colours = {(line.get_label(), line.get_color()) for ax in fig.axes for line in ax.get_lines()
-               if not line.get_label().startswith("_")}
+    colours = {
+        (line.get_label(), line.get_color())
+        for ax in fig.axes
+        for line in ax.get_lines()
+        if not line.get_label().startswith("_")
+    }
     assert colours == {("dice_ce", "C0"), ("cldice", "C1"), ("topo_cldice", "C2")}  # one colour per loss
 
 
@@ -449,9 +506,9 @@ def test_validation_panel_has_titles_and_class_colours():
     assert at(3, 4, 9) == [255, 0, 0] and at(3, 12, 9) == colours[2].tolist()  # missed red, kept in colour
     assert at(2, 0, 0) == [0, 0, 0]
     for tile in range(4):  # a title above every tile: light text on black
-        header = panel[:head, tile * (width + gap): tile * (width + gap) + width]
+        header = panel[:head, tile * (width + gap) : tile * (width + gap) + width]
         assert (header.min(axis=-1) > 150).sum() > 10, f"no title above tile {tile}"
-    assert (panel[head + width:].max(axis=-1) > 100).any()  # the class key below the tiles (3 classes)
+    assert (panel[head + width :].max(axis=-1) > 100).any()  # the class key below the tiles (3 classes)
     binary = make_panel(image, (label > 0).astype(np.uint8), (pred > 0).astype(np.uint8))
     assert binary[head + 16 * f, width + gap + 20 * f].tolist() == [255, 255, 255]  # binary: white
     assert binary.shape[0] == head + width  # no class key

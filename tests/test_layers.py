@@ -11,25 +11,48 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "skelrecall"
 #: module (or package prefix) -> layer; the longest matching prefix decides
 LAYERS = {
     # foundations: no science, no runs
-    "skelrecall": 0, "skelrecall.configs": 0, "skelrecall.paths": 0, "skelrecall.io": 0,
-    "skelrecall.environment": 0, "skelrecall.render": 0, "skelrecall.stats": 0, "skelrecall.skeleton": 0,
+    "skelrecall": 0,
+    "skelrecall.configs": 0,
+    "skelrecall.paths": 0,
+    "skelrecall.io": 0,
+    "skelrecall.environment": 0,
+    "skelrecall.render": 0,
+    "skelrecall.stats": 0,
+    "skelrecall.skeleton": 0,
     "skelrecall.colours": 0,
     # the science: losses, metrics, networks, the dataset layout and augmentation
-    "skelrecall.metrics": 1, "skelrecall.losses": 1, "skelrecall.models": 1, "skelrecall.data": 1,
-    "skelrecall.data.layout": 1, "skelrecall.data.augmentation": 1, "skelrecall.data.cache": 1,
+    "skelrecall.metrics": 1,
+    "skelrecall.losses": 1,
+    "skelrecall.models": 1,
+    "skelrecall.data": 1,
+    "skelrecall.data.layout": 1,
+    "skelrecall.data.augmentation": 1,
+    "skelrecall.data.cache": 1,
     # writing datasets (converters and synthetic generators share the converters' common helpers)
-    "skelrecall.data.converters": 2, "skelrecall.data.synthetic": 2,
+    "skelrecall.data.converters": 2,
+    "skelrecall.data.synthetic": 2,
     # one run: data module, inference, evaluation, the run folder, the LightningModule
-    "skelrecall.data.datamodule": 3, "skelrecall.inference": 3, "skelrecall.evaluate": 3,
-    "skelrecall.runs": 3, "skelrecall.resume": 3, "skelrecall.module": 3, "skelrecall.progress": 3,
+    "skelrecall.data.datamodule": 3,
+    "skelrecall.inference": 3,
+    "skelrecall.evaluate": 3,
+    "skelrecall.runs": 3,
+    "skelrecall.resume": 3,
+    "skelrecall.module": 3,
+    "skelrecall.progress": 3,
     # entry points for one run, and the plan
-    "skelrecall.train": 4, "skelrecall.experiments": 4, "skelrecall.predict": 4,
+    "skelrecall.train": 4,
+    "skelrecall.experiments": 4,
+    "skelrecall.predict": 4,
     # what is drawn and tabulated from runs
-    "skelrecall.tables": 5, "skelrecall.figures": 5,
+    "skelrecall.tables": 5,
+    "skelrecall.figures": 5,
     # measurements and reports
-    "skelrecall.bench": 6, "skelrecall.report": 6,
+    "skelrecall.bench": 6,
+    "skelrecall.report": 6,
     # commands that drive the rest
-    "skelrecall.reproduce": 7, "skelrecall.data.cli": 7, "skelrecall.bench.cli": 7,
+    "skelrecall.reproduce": 7,
+    "skelrecall.data.cli": 7,
+    "skelrecall.bench.cli": 7,
 }
 
 
@@ -76,8 +99,10 @@ def test_no_upward_or_private_imports():
         me = module_name(path)
         for line, target, names in imports(path):
             if layer(target) > layer(me):
-                problems.append(f"{path.relative_to(PACKAGE)}:{line}: {me} (layer {layer(me)}) imports {target} "
-                                f"(layer {layer(target)})")
+                problems.append(
+                    f"{path.relative_to(PACKAGE)}:{line}: {me} (layer {layer(me)}) imports {target} "
+                    f"(layer {layer(target)})"
+                )
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             if private and not target.startswith(me):
                 problems.append(f"{path.relative_to(PACKAGE)}:{line}: imports private {private} from {target}")

@@ -11,8 +11,11 @@ from skelrecall.bench import losses as bench
 
 def _verdicts(report: str) -> list[str]:
     """The goal lines without their measured values."""
-    return [line.split(": ")[0] + ": " + line.split(": ")[1] for line in report.splitlines() if line.startswith("- ")
-            and line.split(":")[0] in ("- MET", "- NOT MET", "- INFO")]
+    return [
+        line.split(": ")[0] + ": " + line.split(": ")[1]
+        for line in report.splitlines()
+        if line.startswith("- ") and line.split(":")[0] in ("- MET", "- NOT MET", "- INFO")
+    ]
 
 
 @pytest.mark.slow
@@ -43,8 +46,9 @@ def test_quick_benchmark_writes_csv_report_and_figure_and_rebuilds_them(tmp_path
     cli.main(["losses", "--render-only", "--out", str(tmp_path)])
     rebuilt = (tmp_path / "losses.md").read_text()
     assert _verdicts(rebuilt) == _verdicts(report) and len(_verdicts(report)) >= 3
-    assert [ln for ln in rebuilt.splitlines() if ln.startswith("#")] == \
-        [ln for ln in report.splitlines() if ln.startswith("#")]
+    assert [ln for ln in rebuilt.splitlines() if ln.startswith("#")] == [
+        ln for ln in report.splitlines() if ln.startswith("#")
+    ]
     assert len(rebuilt.splitlines()) == len(report.splitlines())
     again = pd.read_csv(tmp_path / "losses.csv")
     assert list(again.columns) == list(table.columns)
@@ -67,18 +71,35 @@ def test_synthetic_batch_skeleton_lies_in_label():
 
 
 def _sr_table(alloc_ratio=(1.0, 1.0)):
-    return pd.DataFrame({"dims": [2, 2], "spatial": ["8x8", "8x8"], "classes": [2, 14], "loss": "skeleton_recall",
-                         "alloc_ratio": list(alloc_ratio), "cpu_ratio": [1.0, 1.0], "loss_overhead": [0.0, 0.0],
-                         "loss_alloc_mb": [1.0, 2.0]})
+    return pd.DataFrame(
+        {
+            "dims": [2, 2],
+            "spatial": ["8x8", "8x8"],
+            "classes": [2, 14],
+            "loss": "skeleton_recall",
+            "alloc_ratio": list(alloc_ratio),
+            "cpu_ratio": [1.0, 1.0],
+            "loss_overhead": [0.0, 0.0],
+            "loss_alloc_mb": [1.0, 2.0],
+        }
+    )
 
 
 def test_step_time_goal_is_judged_on_paired_cpu_time_on_cpu_and_wall_time_on_gpu():
-    pairs = pd.DataFrame({"dims": [2, 2], "spatial": ["8x8", "8x8"], "classes": [2, 14],
-                          "cpu_ratio_median": [1.10, 1.12], "wall_ratio_median": [1.00, 1.02]})
+    pairs = pd.DataFrame(
+        {
+            "dims": [2, 2],
+            "spatial": ["8x8", "8x8"],
+            "classes": [2, 14],
+            "cpu_ratio_median": [1.10, 1.12],
+            "wall_ratio_median": [1.00, 1.02],
+        }
+    )
 
     def time_goal(device):
-        (goal, value, ok), = [c for c in bench.goal_checks(_sr_table(), pairs.assign(device=device))
-                              if "step time" in c.goal]
+        ((goal, value, ok),) = [
+            c for c in bench.goal_checks(_sr_table(), pairs.assign(device=device)) if "step time" in c.goal
+        ]
         assert goal == "2D 8x8: Skeleton Recall adds at most 3 % step time over Dice+CE"
         return ok, value
 
@@ -88,11 +109,14 @@ def test_step_time_goal_is_judged_on_paired_cpu_time_on_cpu_and_wall_time_on_gpu
     assert ok is True and "+1.0% wall time" in value
 
 
-@pytest.mark.parametrize("ratios, memory_met, growth_met", [
-    ((1.0, 1.02), True, True),      # exactly at the 2 % limit
-    ((1.0, 1.025), False, True),    # over it
-    ((0.9, 1.0), True, False),      # ratio at C=14 more than 1.1x that at C=2
-])
+@pytest.mark.parametrize(
+    "ratios, memory_met, growth_met",
+    [
+        ((1.0, 1.02), True, True),  # exactly at the 2 % limit
+        ((1.0, 1.025), False, True),  # over it
+        ((0.9, 1.0), True, False),  # ratio at C=14 more than 1.1x that at C=2
+    ],
+)
 def test_memory_goals_are_ratio_limits(ratios, memory_met, growth_met):
     checks = {c.goal: c for c in bench.goal_checks(_sr_table(ratios))}
     memory = checks["2D 8x8: Skeleton Recall adds at most 2 % peak memory over Dice+CE"]

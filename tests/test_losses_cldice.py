@@ -60,12 +60,12 @@ def test_soft_skeleton_channels_last_path_is_the_same(spatial):
     many = soft_skeleton(x, 4)
     (many * torch.linspace(0, 1, many.numel(), dtype=x.dtype).view(many.shape)).sum().backward()
     for c in (0, CHANNELS_LAST_FROM - 1):
-        one = x[:, c:c + 1].detach().clone().requires_grad_(True)  # 1 channel: the plain layout
+        one = x[:, c : c + 1].detach().clone().requires_grad_(True)  # 1 channel: the plain layout
         skel = soft_skeleton(one, 4)
-        torch.testing.assert_close(skel, many[:, c:c + 1], rtol=0, atol=0)
-        weights = torch.linspace(0, 1, many.numel(), dtype=x.dtype).view(many.shape)[:, c:c + 1]
+        torch.testing.assert_close(skel, many[:, c : c + 1], rtol=0, atol=0)
+        weights = torch.linspace(0, 1, many.numel(), dtype=x.dtype).view(many.shape)[:, c : c + 1]
         (skel * weights).sum().backward()
-        torch.testing.assert_close(one.grad, x.grad[:, c:c + 1], rtol=0, atol=1e-12)
+        torch.testing.assert_close(one.grad, x.grad[:, c : c + 1], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("spatial", [(24, 20), (10, 9, 11)])
@@ -102,7 +102,7 @@ def test_single_sigmoid_channel_is_not_constant_and_equals_two_channel_softmax()
     # sigmoid(a) == softmax([0, a])[1]: the binary cases agree
     two = torch.cat([torch.zeros_like(a), a], 1)
     assert SoftclDiceLoss()(two, target).item() == pytest.approx(loss(a, target).item(), abs=1e-6)
-    good = (target.float() * 40 - 20)
+    good = target.float() * 40 - 20
     assert loss(good, target).item() == pytest.approx(0.0, abs=1e-4)
 
 

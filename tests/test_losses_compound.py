@@ -3,8 +3,17 @@
 import pytest
 import torch
 
-from skelrecall.losses import (CompoundLoss, DeepSupervisionLoss, DiceCELoss, SkeletonRecallLoss, SoftclDiceLoss,
-                               TopoClDiceLoss, build_loss, ds_weights)
+from skelrecall.losses import (
+    CompoundLoss,
+    DeepSupervisionLoss,
+    DiceCELoss,
+    SkeletonRecallLoss,
+    SoftclDiceLoss,
+    TopoClDiceLoss,
+    build_loss,
+    ds_weights,
+)
+
 
 def _resolved(name, *overrides):
     """A loss config as composed for training, as a plain dict (the dataset's ignore label resolved)."""
@@ -32,8 +41,9 @@ def test_w_zero_is_exactly_generic(conn):
     assert parts["connectivity"].item() == 0
 
 
-@pytest.mark.parametrize("conn", [SkeletonRecallLoss(), SoftclDiceLoss(iterations=3),
-                                  TopoClDiceLoss(iterations=2, probabilistic=False)])
+@pytest.mark.parametrize(
+    "conn", [SkeletonRecallLoss(), SoftclDiceLoss(iterations=3), TopoClDiceLoss(iterations=2, probabilistic=False)]
+)
 def test_total_is_generic_plus_w_connectivity(conn):
     logits, target, skel = _data()
     total, parts = CompoundLoss(DiceCELoss(), conn, w=0.7)(logits, target, skel)
@@ -124,8 +134,10 @@ def test_build_loss_from_every_config(name, num_classes, dims):
         assert ds.loss.connectivity.iterations == cfg.connectivity.iterations == 10
     size = 12 if dims == 2 else 6
     torch.manual_seed(0)
-    outs = [torch.randn(1, num_classes, *(size,) * dims, requires_grad=True),
-            torch.randn(1, num_classes, *(size // 2,) * dims, requires_grad=True)]
+    outs = [
+        torch.randn(1, num_classes, *(size,) * dims, requires_grad=True),
+        torch.randn(1, num_classes, *(size // 2,) * dims, requires_grad=True),
+    ]
     target = torch.randint(0, 2, (1, 1, *(size,) * dims))
     total, parts = ds(outs, target, target)
     total.backward()
@@ -139,8 +151,11 @@ def test_build_loss_errors_name_the_field():
     with pytest.raises(ValueError, match="unknown keys"):
         build_loss({**cfg, "wieght": 1}, num_classes=2, dims=2)
     with pytest.raises(ValueError, match="_target_"):
-        build_loss({**cfg, "connectivity": {**cfg["connectivity"], "_target_": "skelrecall.losses.Nope"}},
-                   num_classes=2, dims=2)
+        build_loss(
+            {**cfg, "connectivity": {**cfg["connectivity"], "_target_": "skelrecall.losses.Nope"}},
+            num_classes=2,
+            dims=2,
+        )
     with pytest.raises(ValueError, match="connectivity settings"):
         build_loss({**cfg, "connectivity": {**cfg["connectivity"], "smoth": 1}}, num_classes=2, dims=2)
     with pytest.raises(ValueError, match="connectivity is null"):

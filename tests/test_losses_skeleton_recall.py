@@ -71,7 +71,8 @@ def test_ignore_label_counts_as_background():
     cleaned = with_ignore.clone()
     cleaned[cleaned == 3] = 0
     assert SkeletonRecallLoss(ignore_label=3)(x, with_ignore).item() == pytest.approx(
-        SkeletonRecallLoss()(x, cleaned).item(), abs=1e-7)
+        SkeletonRecallLoss()(x, cleaned).item(), abs=1e-7
+    )
     with pytest.raises(ValueError, match="skeleton"):
         SkeletonRecallLoss()(x, with_ignore)
 

@@ -96,12 +96,15 @@ def test_line_keeps_endpoints():
 def test_3d_torus_keeps_its_tunnel_and_matches_between_tests():
     z, y, x = np.mgrid[:11, :28, :28]
     r = np.hypot(y - 13.5, x - 13.5)
-    torus = ((np.hypot(r - 9, z - 5) < 3.2)).astype(np.float32)
-    out = {t: topo_skeletonize(torch.tensor(torus)[None, None], 10, t, probabilistic=False)[0, 0].numpy()
-           for t in ("boolean", "euler")}
+    torus = (np.hypot(r - 9, z - 5) < 3.2).astype(np.float32)
+    out = {
+        t: topo_skeletonize(torch.tensor(torus)[None, None], 10, t, probabilistic=False)[0, 0].numpy()
+        for t in ("boolean", "euler")
+    }
     assert np.array_equal(out["boolean"], out["euler"])
     s = out["boolean"]
     from skimage.measure import euler_number
+
     b0 = ndi.label(s, S26)[1]
     b2 = ndi.label(np.pad(1 - s, 1), S6)[1] - 1
     assert (b0, b2, euler_number(s, connectivity=3)) == (1, 0, 0)  # b1 = b0 + b2 - chi = 1
@@ -132,7 +135,7 @@ def test_loss_matches_formula_on_its_skeletons(classes):
     truth = (target == 1).double() if sigmoid else torch.cat([(target == c).double() for c in range(1, classes)], 1)
     vals = []
     for c in range(probs.shape[1]):
-        p, t = probs[:, c:c + 1].detach(), truth[:, c:c + 1]
+        p, t = probs[:, c : c + 1].detach(), truth[:, c : c + 1]
         sp = topo_skeletonize(p, 4, probabilistic=False)
         st = topo_skeletonize(t, 4, probabilistic=False)
         tprec = ((sp * t).sum() + 1) / (sp.sum() + 1)

@@ -74,7 +74,7 @@ def test_per_component_betti_numbers_add_up(seed):
 
 def test_component_boxes_from_coordinates_equal_find_objects():
     rng = np.random.default_rng(4)
-    for i in range(20):
+    for _ in range(20):
         m = _scattered(rng, (40, 50, 30), 30)
         a = MaskAnalysis(m)
         assert a.count < m.size / 16  # the coordinate path
@@ -117,7 +117,7 @@ def test_multiclass_rows_and_reused_merged_row_equal_direct_computation(ndim):
     rng = np.random.default_rng(10 + ndim)
     labels = {"background": 0, "a": 1, "b": 2, "c": 3}
     shape = (48, 56) if ndim == 2 else (20, 24, 22)
-    for trial in range(6):
+    for _ in range(6):
         gt = np.zeros(shape, np.uint8)
         pred = np.zeros(shape, np.uint8)
         for value in (1, 2, 3):
@@ -182,5 +182,5 @@ def test_enclosed_background_from_coordinates_equals_background_labeling(ndim):
         assert got == expected, f"mask {i}:\n{m.astype(int)}"
         nontrivial += expected > 0
     assert nontrivial > 30
-    assert enclosed_background(np.pad(np.ones((5,) * ndim, bool), 1), np.argwhere(np.pad(np.ones((5,) * ndim, bool), 1)),
-                               max_fraction=1.0) == 0  # fmt: skip
+    solid = np.pad(np.ones((5,) * ndim, bool), 1)
+    assert enclosed_background(solid, np.argwhere(solid), max_fraction=1.0) == 0

@@ -10,10 +10,9 @@ import itertools
 import gudhi
 import numpy as np
 import pytest
-
-from skelrecall.metrics import betti_numbers
 from scipy import ndimage as ndi
 
+from skelrecall.metrics import betti_numbers
 from skelrecall.metrics._util import label_components
 
 

@@ -176,8 +176,9 @@ def test_hrnet_w18_forward_backward_and_checkpoint(tmp_path):
     _check_backward(model, [out])
 
     torch.save(model.backbone.state_dict(), tmp_path / "backbone.pth")
-    gray = build_model({**cfg, "pretrained": str(tmp_path / "backbone.pth")}, dims=2, in_channels=1,
-                       num_classes=2, patch_size=(36, 28))
+    gray = build_model(
+        {**cfg, "pretrained": str(tmp_path / "backbone.pth")}, dims=2, in_channels=1, num_classes=2, patch_size=(36, 28)
+    )
     assert torch.equal(gray.backbone.conv1.weight, model.backbone.conv1.weight)
     assert not torch.equal(gray.decode_head.conv_seg.weight, model.decode_head.conv_seg.weight)
     with torch.no_grad():
@@ -192,8 +193,9 @@ def test_hrnet_w18_forward_backward_and_checkpoint(tmp_path):
     import numpy as np
 
     full = tmp_path / "segmentor.pth"
-    torch.save({"meta": {"seed": np.arange(2)}, "state_dict": {f"module.{k}": v for k, v in gray.state_dict().items()}},
-               full)
+    torch.save(
+        {"meta": {"seed": np.arange(2)}, "state_dict": {f"module.{k}": v for k, v in gray.state_dict().items()}}, full
+    )
     with pytest.raises(RuntimeError, match="trust_checkpoint"):
         model.load_pretrained(str(full))
     assert model.load_pretrained(str(full), trusted=True) == {"missing": [], "skipped": []}
@@ -209,8 +211,9 @@ def test_hrnet_errors_and_w48_size(tmp_path):
     with pytest.raises(ValueError, match="variant"):
         build_model({**base, "variant": "w32x"}, dims=2, in_channels=3, num_classes=2, patch_size=(8, 8))
     with pytest.raises(FileNotFoundError, match="pretrained"):
-        build_model({**base, "pretrained": str(tmp_path / "none.pth")}, dims=2, in_channels=3, num_classes=2,
-                    patch_size=(8, 8))
+        build_model(
+            {**base, "pretrained": str(tmp_path / "none.pth")}, dims=2, in_channels=3, num_classes=2, patch_size=(8, 8)
+        )
     with torch.device("meta"):
         w48 = build_model({**base, "variant": "w48"}, dims=2, in_channels=3, num_classes=2, patch_size=(8, 8))
     assert 65e6 < sum(p.numel() for p in w48.parameters()) < 67e6  # HRNetV2-W48 + FCN: 65.8 M

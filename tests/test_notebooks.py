@@ -26,17 +26,48 @@ def smoke(tmp_path_factory) -> dict[str, str]:
     """Environment pointing the notebooks at a tiny dataset and two finished smoke runs in tmp."""
     tmp = tmp_path_factory.mktemp("notebooks")
     raw, runs = tmp / "raw", tmp / "runs"
-    subprocess.run([str(BIN / "skelrecall-data"), "synthesize", "synthetic_2d", "--out",
-                    str(raw / "Dataset901_Synthetic2D"), "--num-train", "8", "--num-test", "4"],
-                   check=True, capture_output=True, cwd=tmp)
+    subprocess.run(
+        [
+            str(BIN / "skelrecall-data"),
+            "synthesize",
+            "synthetic_2d",
+            "--out",
+            str(raw / "Dataset901_Synthetic2D"),
+            "--num-train",
+            "8",
+            "--num-test",
+            "4",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp,
+    )
     # one thread: on a small shared CPU, torch's default thread pool oversubscribes it (10x slower)
-    subprocess.run([str(BIN / "skelrecall-train"), "--multirun", "profile=smoke", "logger=none",
-                    "dataset=synthetic_2d", f"loss={','.join(LOSSES)}", "data.max_test_cases=3",
-                    f"paths.runs={runs}", f"paths.nnunet_raw={raw}"],
-                   check=True, capture_output=True, cwd=ROOT, env={**os.environ, **THREADS})
+    subprocess.run(
+        [
+            str(BIN / "skelrecall-train"),
+            "--multirun",
+            "profile=smoke",
+            "logger=none",
+            "dataset=synthetic_2d",
+            f"loss={','.join(LOSSES)}",
+            "data.max_test_cases=3",
+            f"paths.runs={runs}",
+            f"paths.nnunet_raw={raw}",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, **THREADS},
+    )
     assert len(list(runs.rglob("done"))) == len(LOSSES)
-    return {**THREADS, "SKELRECALL_RUNS": str(runs), "SKELRECALL_NNUNET_RAW": str(raw),
-            "SKELRECALL_BENCH": str(ROOT / "reports" / "bench"), "SKELRECALL_FIGURES": str(tmp / "figures")}
+    return {
+        **THREADS,
+        "SKELRECALL_RUNS": str(runs),
+        "SKELRECALL_NNUNET_RAW": str(raw),
+        "SKELRECALL_BENCH": str(ROOT / "reports" / "bench"),
+        "SKELRECALL_FIGURES": str(tmp / "figures"),
+    }
 
 
 def execute(name: str, env: dict[str, str], cwd: Path):
@@ -45,8 +76,9 @@ def execute(name: str, env: dict[str, str], cwd: Path):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the environment of this process
     try:
-        client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
-                                         resources={"metadata": {"path": str(cwd)}})
+        client = nbclient.NotebookClient(
+            nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(cwd)}}
+        )
         client.execute()
     finally:
         for k, v in old.items():
@@ -58,8 +90,13 @@ def execute(name: str, env: dict[str, str], cwd: Path):
 
 
 def outputs(nb, kind: str) -> list:
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if kind in o.get("data", {}) or o.get("output_type") == kind]
+    return [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if kind in o.get("data", {}) or o.get("output_type") == kind
+    ]
 
 
 def text(nb) -> str:

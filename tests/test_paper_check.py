@@ -24,10 +24,24 @@ def test_synthetic_cases_have_the_real_shape_layout_and_labels(tmp_path):
 
 
 def test_report_lists_every_experiment_with_its_numbers(tmp_path):
-    rows = [{"experiment": "nnunet_drive", "data": "synthetic 584x565", "ok": True, "step_s": 12.34,
-             "predict_evaluate_s": 40.0, "peak_rss_gb": 3.21},
-            {"experiment": "nnunet_toothfairy", "data": "converted", "ok": False, "step_s": None,
-             "predict_evaluate_s": None, "peak_rss_gb": 20.5}]
+    rows = [
+        {
+            "experiment": "nnunet_drive",
+            "data": "synthetic 584x565",
+            "ok": True,
+            "step_s": 12.34,
+            "predict_evaluate_s": 40.0,
+            "peak_rss_gb": 3.21,
+        },
+        {
+            "experiment": "nnunet_toothfairy",
+            "data": "converted",
+            "ok": False,
+            "step_s": None,
+            "predict_evaluate_s": None,
+            "peak_rss_gb": 20.5,
+        },
+    ]
     text = write_report(rows, tmp_path).read_text()
     assert "| nnunet_drive | synthetic 584x565 | ok | 12.3 | 40 | 3.2 |" in text
     assert "| nnunet_toothfairy | converted | FAILED |  |  | 20.5 |" in text

@@ -41,14 +41,27 @@ def fake_run(folder: Path, *overrides: str, seed: int = 0, done: bool = True) ->
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     dims, channels = int(cfg.dataset.dims), int(cfg.dataset.in_channels)
     torch.manual_seed(seed)
-    net = build_model(cfg.backbone, dims=dims, in_channels=channels, num_classes=int(cfg.dataset.num_classes),
-                      patch_size=list(cfg.data.patch_size))
+    net = build_model(
+        cfg.backbone,
+        dims=dims,
+        in_channels=channels,
+        num_classes=int(cfg.dataset.num_classes),
+        patch_size=list(cfg.data.patch_size),
+    )
     ckpt = folder / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir()
     torch.save({"epoch": 0, "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}}, ckpt)
     write_checksum(ckpt)
-    write_json(folder / "preprocessing.json", {"normalization": "zscore", "ct_statistics": None, "dims": dims,
-                                               "in_channels": channels, "file_ending": ".png"})
+    write_json(
+        folder / "preprocessing.json",
+        {
+            "normalization": "zscore",
+            "ct_statistics": None,
+            "dims": dims,
+            "in_channels": channels,
+            "file_ending": ".png",
+        },
+    )
     if done:
         write_json(folder / "summary.json", {"n_cases": 0})
         RunDir(folder).mark_done(config)
@@ -102,7 +115,9 @@ def test_find_cases_groups_channels_and_rejects_bad_names(tmp_path):
     (tmp_path / "a" / ".case3_0000.png.x.tmp.png").write_bytes(b"interrupted write: ignored")
     cases, ending, _ = find_cases(tmp_path / "a")
     assert ending == ".png" and [(c.name, [p.name for p in c.files]) for c in cases] == [
-        ("case1", ["case1_0000.png", "case1_0001.png"]), ("case2", ["case2_0000.png"])]
+        ("case1", ["case1_0000.png", "case1_0001.png"]),
+        ("case2", ["case2_0000.png"]),
+    ]
 
     write_image(tmp_path / "a" / "loose.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(PredictError, match="not named CASE_<4-digit channel>.png.*loose.png"):
@@ -121,8 +136,9 @@ def test_find_cases_groups_channels_and_rejects_bad_names(tmp_path):
 
 def test_find_cases_of_a_dataset_split(tmp_path):
     root = tmp_path / "Dataset999_X"
-    write_dataset_json(root, channel_names={0: "x"}, labels={"background": 0, "fg": 1}, num_training=0,
-                       file_ending=".png")
+    write_dataset_json(
+        root, channel_names={0: "x"}, labels={"background": 0, "fg": 1}, num_training=0, file_ending=".png"
+    )
     write_pngs(root / "imagesTs", {"t1": (8, 8), "t0": (8, 8)})
     cases, ending, folder = find_cases(f"{root}:Ts")
     assert [c.name for c in cases] == ["t0", "t1"] and ending == ".png" and folder == root / "imagesTs"
@@ -217,8 +233,12 @@ def test_ct_statistics_and_device_choice(tmp_path):
     model = open_run(run)
     model.network = load_network(model, "cpu")
     image = grey(inputs / "a_0000.png")[None].astype(np.float32)
-    direct = predict_probabilities(model.network, torch.from_numpy(ct_normalize(image, stats).astype(np.float32))[None],
-                                   model.patch_size, **model.inference)[0]
+    direct = predict_probabilities(
+        model.network,
+        torch.from_numpy(ct_normalize(image, stats).astype(np.float32))[None],
+        model.patch_size,
+        **model.inference,
+    )[0]
     torch.testing.assert_close(ensemble_probabilities([model], image), direct, rtol=0, atol=1e-6)
 
     assert main(["-i", str(inputs), "-o", str(tmp_path / "cpu"), "--run", str(run), "--device", "cpu"]) == 0
@@ -273,7 +293,8 @@ def test_tiff_and_mha_inputs(tmp_path):
 
     (tmp_path / "tif").mkdir()
     Image.fromarray((np.random.default_rng(0).random((33, 21)) * 255).astype(np.uint8)).save(
-        tmp_path / "tif" / "t_0000.tif")
+        tmp_path / "tif" / "t_0000.tif"
+    )
     assert main(["-i", str(tmp_path / "tif"), "-o", str(tmp_path / "out_tif"), "--run", str(run2d)]) == 0
     with Image.open(tmp_path / "out_tif" / "t.tif") as im:
         assert im.size == (21, 33) and im.mode == "L"
@@ -302,8 +323,9 @@ def trained_2d(tiny_root) -> list[Path]:
 
     folders = []
     for seed in (0, 1):
-        cfg = compose_train("profile=smoke", "logger=none", f"paths.root={tiny_root}", "experiment_name=predict",
-                            f"seed={seed}")
+        cfg = compose_train(
+            "profile=smoke", "logger=none", f"paths.root={tiny_root}", "experiment_name=predict", f"seed={seed}"
+        )
         run(cfg)
         folders.append(Path(cfg.run_dir))
     return folders
@@ -334,8 +356,25 @@ def test_predict_new_pngs_then_evaluate(trained_2d, tiny_root, tmp_path):
     # the same through `python -m` in a fresh process gives the same files
     path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}  # as the smoke profile's torch_threads=1
-    proc = subprocess.run([sys.executable, "-m", "skelrecall.predict", "-i", str(inputs), "-o", str(tmp_path / "sub"),
-                           "--run", str(run), "--device", "cpu"], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skelrecall.predict",
+            "-i",
+            str(inputs),
+            "-o",
+            str(tmp_path / "sub"),
+            "--run",
+            str(run),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "3 cases ->" in proc.stdout
     for name in shapes:
@@ -370,8 +409,7 @@ def test_ensemble_is_the_argmax_of_averaged_probabilities(trained_2d, tmp_path):
         net = build_model(cfg["backbone"], dims=2, in_channels=1, num_classes=2, patch_size=cfg["data"]["patch_size"])
         state = torch.load(folder / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
         net.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
-        singles.append(predict_probabilities(net, image.float(), cfg["data"]["patch_size"],
-                                             **cfg["inference"])[0])
+        singles.append(predict_probabilities(net, image.float(), cfg["data"]["patch_size"], **cfg["inference"])[0])
     expected = (singles[0] + singles[1]) / 2
     assert not torch.allclose(singles[0], singles[1], atol=1e-3)  # two different networks
     np.testing.assert_array_equal(grey(out / "e.png"), expected.argmax(0).numpy())
@@ -389,13 +427,21 @@ def test_3d_run_predicts_nifti_in_the_input_geometry(tmp_path):
     from skelrecall.train import run
 
     generate(tmp_path / "data/nnUNet_raw/Dataset903_SyntheticCoW", seed=0, num_train=5, num_test=1, progress=False)
-    cfg = compose_train("dataset=synthetic_cow", "profile=smoke", "logger=none", f"paths.root={tmp_path}",
-                        "data.max_val_cases=1", "trainer.max_epochs=1")
+    cfg = compose_train(
+        "dataset=synthetic_cow",
+        "profile=smoke",
+        "logger=none",
+        f"paths.root={tmp_path}",
+        "data.max_val_cases=1",
+        "trainer.max_epochs=1",
+    )
     run(cfg)
     inputs = tmp_path / "new"
     inputs.mkdir()
-    sources = {"v1": nifti_volume(inputs / "v1_0000.nii.gz", (50, 44, 20), seed=1),
-               "v2": nifti_volume(inputs / "v2_0000.nii.gz", (30, 61, 13), seed=2)}
+    sources = {
+        "v1": nifti_volume(inputs / "v1_0000.nii.gz", (50, 44, 20), seed=1),
+        "v2": nifti_volume(inputs / "v2_0000.nii.gz", (30, 61, 13), seed=2),
+    }
     assert main(["-i", str(inputs), "-o", str(tmp_path / "pred"), "--run", cfg.run_dir]) == 0
     for name, source in sources.items():
         check_nifti_prediction(source, tmp_path / "pred" / f"{name}.nii.gz", num_classes=14)

@@ -58,8 +58,13 @@ def test_readme_lists_what_this_test_runs():
 
 def _env(work: Path) -> dict[str, str]:
     bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "SKELRECALL_ROOT": str(work), "WANDB_MODE": "offline", "PATH": bin_dir + os.pathsep
-            + os.environ.get("PATH", ""), "HYDRA_FULL_ERROR": "0"}
+    return {
+        **os.environ,
+        "SKELRECALL_ROOT": str(work),
+        "WANDB_MODE": "offline",
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "HYDRA_FULL_ERROR": "0",
+    }
 
 
 def _prepare(work: Path) -> None:
@@ -67,8 +72,9 @@ def _prepare(work: Path) -> None:
     from skelrecall.data.synthetic.tubes2d import generate
 
     fake_drive(work / "data" / "raw")  # data/raw/DRIVE, the release's layout
-    get_generator("synthetic_roads")(work / "data/nnUNet_raw/Dataset911_SyntheticRoads", seed=0, num_train=10,
-                                     num_test=4, progress=False)
+    get_generator("synthetic_roads")(
+        work / "data/nnUNet_raw/Dataset911_SyntheticRoads", seed=0, num_train=10, num_test=4, progress=False
+    )
     unseen = work / "unseen"
     generate(unseen, seed=7, num_train=5, num_test=3, progress=False)  # images the runs never saw
     (work / "data/new_images").mkdir(parents=True)
@@ -78,8 +84,9 @@ def _prepare(work: Path) -> None:
 
 
 def _run(command: str, work: Path, timeout: int = 1200) -> subprocess.CompletedProcess:
-    return subprocess.run(shlex.split(command), cwd=work, env=_env(work), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        shlex.split(command), cwd=work, env=_env(work), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_every_readme_command_and_make_target_runs(tmp_path):
@@ -103,8 +110,9 @@ def test_every_readme_command_and_make_target_runs(tmp_path):
         command = row.replace("make", make, 1) + (" " + QUICK[target] if target in QUICK else "")
         if target == "make predict":
             shutil.rmtree(work / "predictions", ignore_errors=True)  # make predict writes it again
-        proc = subprocess.run(command, shell=True, cwd=work, env=_env(work), capture_output=True, text=True,
-                              timeout=1800)
+        proc = subprocess.run(
+            command, shell=True, cwd=work, env=_env(work), capture_output=True, text=True, timeout=1800
+        )
         ran.append(target)
         if target == "make gpu-check":  # without CUDA it must stop with a clear message
             import torch

@@ -43,14 +43,32 @@ def test_row_length_must_match_header():
 
 
 def test_latex_table_booktabs_rules_and_caption():
-    text = latex_table(["Loss", r"Dice (\%)"], [["a", 1.0], ["b", 2.25], ["c", 3.5]], align="lc", floatfmt=".1f",
-                       midrules=[2], caption="Results", label="tab:r")
+    text = latex_table(
+        ["Loss", r"Dice (\%)"],
+        [["a", 1.0], ["b", 2.25], ["c", 3.5]],
+        align="lc",
+        floatfmt=".1f",
+        midrules=[2],
+        caption="Results",
+        label="tab:r",
+    )
     assert text.endswith("\n")
     assert text.splitlines() == [
-        r"\begin{table}", r"\centering", r"\caption{Results}", r"\label{tab:r}",
-        r"\begin{tabular}{lc}", r"\toprule", r"Loss & Dice (\%) \\", r"\midrule",
-        r"a & 1.0 \\", r"b & 2.2 \\", r"\midrule", r"c & 3.5 \\",
-        r"\bottomrule", r"\end{tabular}", r"\end{table}",
+        r"\begin{table}",
+        r"\centering",
+        r"\caption{Results}",
+        r"\label{tab:r}",
+        r"\begin{tabular}{lc}",
+        r"\toprule",
+        r"Loss & Dice (\%) \\",
+        r"\midrule",
+        r"a & 1.0 \\",
+        r"b & 2.2 \\",
+        r"\midrule",
+        r"c & 3.5 \\",
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table}",
     ]
     bare = latex_table(["a", "b"], [["1", "2"]])
     assert bare.startswith(r"\begin{tabular}{ll}") and r"\begin{table}" not in bare

@@ -105,12 +105,29 @@ def _fake_run(tmp_path, name, values, status="done"):
     """A run folder with a per_case.csv of headline rows: values = {case: (dice, cldice, b0, b1)}."""
     run_dir = tmp_path / name
     run_dir.mkdir(parents=True)
-    rows = [{"case": c, "class": "fg", "class_id": 1, "headline": True, "dice": v[0], "cldice": v[1],
-             "betti0_error": v[2], "betti1_error": v[3]} for c, v in values.items()]
+    rows = [
+        {
+            "case": c,
+            "class": "fg",
+            "class_id": 1,
+            "headline": True,
+            "dice": v[0],
+            "cldice": v[1],
+            "betti0_error": v[2],
+            "betti1_error": v[3],
+        }
+        for c, v in values.items()
+    ]
     pd.DataFrame(rows).to_csv(run_dir / "per_case.csv", index=False)
     mean = pd.DataFrame(rows)[["dice", "cldice", "betti0_error", "betti1_error"]].mean()
-    return {"run_dir": str(run_dir), "status": status, "dice": mean["dice"] * 100, "cldice": mean["cldice"] * 100,
-            "betti0_error": mean["betti0_error"], "betti1_error": mean["betti1_error"]}
+    return {
+        "run_dir": str(run_dir),
+        "status": status,
+        "dice": mean["dice"] * 100,
+        "cldice": mean["cldice"] * 100,
+        "betti0_error": mean["betti0_error"],
+        "betti1_error": mean["betti1_error"],
+    }
 
 
 def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
@@ -119,15 +136,46 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
     cases = {f"c{i}": i for i in range(6)}
     for seed in group.seeds:
         for loss, shift in (("dice_ce", 0.0), ("skeleton_recall", 0.05)):
-            values = {c: (0.5 + shift + 0.01 * seed + 0.001 * i, 0.6 + shift, 10 - 10 * shift - i, 2.0)
-                      for c, i in cases.items()}
+            values = {
+                c: (0.5 + shift + 0.01 * seed + 0.001 * i, 0.6 + shift, 10 - 10 * shift - i, 2.0)
+                for c, i in cases.items()
+            }
             run = _fake_run(tmp_path, f"{loss}_{seed}", values)
-            runs.append({**run, "experiment": group.experiment, "dataset": group.dataset, "loss": loss,
-                         "w": group.loss_weight(loss), "seed": seed, "fold": 0})
-    runs.append({"run_dir": str(tmp_path / "cldice_0"), "status": "failed", "experiment": group.experiment,
-                 "dataset": group.dataset, "loss": "cldice", "w": 1.0, "seed": 0, "fold": 0})
-    runs.append({"run_dir": str(tmp_path / "cldice_1"), "status": "did not train", "experiment": group.experiment,
-                 "dataset": group.dataset, "loss": "cldice", "w": 1.0, "seed": 1, "fold": 0})
+            runs.append(
+                {
+                    **run,
+                    "experiment": group.experiment,
+                    "dataset": group.dataset,
+                    "loss": loss,
+                    "w": group.loss_weight(loss),
+                    "seed": seed,
+                    "fold": 0,
+                }
+            )
+    runs.append(
+        {
+            "run_dir": str(tmp_path / "cldice_0"),
+            "status": "failed",
+            "experiment": group.experiment,
+            "dataset": group.dataset,
+            "loss": "cldice",
+            "w": 1.0,
+            "seed": 0,
+            "fold": 0,
+        }
+    )
+    runs.append(
+        {
+            "run_dir": str(tmp_path / "cldice_1"),
+            "status": "did not train",
+            "experiment": group.experiment,
+            "dataset": group.dataset,
+            "loss": "cldice",
+            "w": 1.0,
+            "seed": 1,
+            "fold": 0,
+        }
+    )
     rows, tests = build_table(spec, "table3", "cpu", pd.DataFrame(runs))
 
     drive = rows[rows["dataset"] == "drive"].set_index("loss")
@@ -135,11 +183,15 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
     # mean over seeds of per-run means: 0.5 + 0.01 * mean(seed) + 0.0025 -> percent
     assert drive.loc["dice_ce", "dice_mean"] == pytest.approx(100 * (0.5 + 0.01 + 0.0025))
     assert drive.loc["dice_ce", "dice_std"] == pytest.approx(1.0)  # seeds 0, 1, 2 -> 0, 1, 2 %
-    paper = {r["loss"]: r for r in csv.DictReader(open(SPEC_PATH.parent / "paper/table3_hrnet.csv"))
-             if r["dataset"] == "drive"}
+    paper = {
+        r["loss"]: r
+        for r in csv.DictReader(open(SPEC_PATH.parent / "paper/table3_hrnet.csv"))
+        if r["dataset"] == "drive"
+    }
     assert drive.loc["skeleton_recall", "dice_paper"] == float(paper["skeleton_recall"]["dice"])
     assert drive.loc["skeleton_recall", "dice_diff"] == pytest.approx(
-        drive.loc["skeleton_recall", "dice_mean"] - float(paper["skeleton_recall"]["dice"]))
+        drive.loc["skeleton_recall", "dice_mean"] - float(paper["skeleton_recall"]["dice"])
+    )
     assert drive.loc["cldice", "runs"] == 0 and drive.loc["cldice", "failed"] == 1
     assert rows[rows["dataset"] == "roads"]["runs"].eq(0).all()  # no runs: still listed
 
@@ -160,8 +212,20 @@ def test_table_rows_spread_missing_failed_bold_and_paired_tests(spec, tmp_path):
 
 def _table_row(dataset, loss, mean, paper, trained_on="synthetic_drive", note="test set"):
     """One row of build_table's frame (every seed finished, std 1)."""
-    row = {"dataset": dataset, "trained_on": trained_on, "experiment": "e", "loss": loss, "w": 1.0, "runs": 3,
-           "expected": 3, "failed": 0, "stale": 0, "did_not_train": 0, "paper_note": note, "run_dirs": []}
+    row = {
+        "dataset": dataset,
+        "trained_on": trained_on,
+        "experiment": "e",
+        "loss": loss,
+        "w": 1.0,
+        "runs": 3,
+        "expected": 3,
+        "failed": 0,
+        "stale": 0,
+        "did_not_train": 0,
+        "paper_note": note,
+        "run_dirs": [],
+    }
     for m in ("dice", "cldice", "betti0_error", "betti1_error"):
         row.update({f"{m}_mean": mean, f"{m}_std": 1.0, f"{m}_paper": paper, f"{m}_diff": mean - paper})
     return row
@@ -227,9 +291,13 @@ def test_latex_table_structure_caption_and_escaping():
 
 
 def _example_rows() -> pd.DataFrame:
-    return pd.DataFrame([_table_row("drive", "dice_ce", 50.0, 80.0),
-                         _table_row("drive", "skeleton_recall", 56.25, 81.0),
-                         _table_row("top_cow&50%#", "cldice", 40.0, math.nan, note="out of memory (A100 40GB)")])
+    return pd.DataFrame(
+        [
+            _table_row("drive", "dice_ce", 50.0, 80.0),
+            _table_row("drive", "skeleton_recall", 56.25, 81.0),
+            _table_row("top_cow&50%#", "cldice", 40.0, math.nan, note="out of memory (A100 40GB)"),
+        ]
+    )
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (structure: the test above)")
@@ -237,8 +305,13 @@ def test_latex_table_compiles_with_pdflatex(tmp_path):
     tex = to_latex(_example_rows(), title="Table 2: nnU-Net backbone (cpu profile): ours (paper)")
     doc = tmp_path / "doc.tex"
     doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + tex + "\\end{document}\n")
-    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
 
 
@@ -247,16 +320,32 @@ def test_run_summary_markdown_keeps_its_cells():
 
     from skelrecall.report import to_markdown as runs_markdown
 
-    table = pd.DataFrame([{"dataset": "synthetic_2d", "backbone": "unet", "loss": "skeleton_recall", "w": 0.1,
-                           "dice": "70.00 +- 1.00", "cldice": "75.00", "betti0_error": "n/a", "betti1_error": "1.000",
-                           "runs": 2, "failed": 1, "did_not_train": 0, "cases": 3}])
+    table = pd.DataFrame(
+        [
+            {
+                "dataset": "synthetic_2d",
+                "backbone": "unet",
+                "loss": "skeleton_recall",
+                "w": 0.1,
+                "dice": "70.00 +- 1.00",
+                "cldice": "75.00",
+                "betti0_error": "n/a",
+                "betti1_error": "1.000",
+                "runs": 2,
+                "failed": 1,
+                "did_not_train": 0,
+                "cases": 3,
+            }
+        ]
+    )
     md = runs_markdown(table, "T", "smoke", Path("runs/smoke/x"))
     lines = md.splitlines()
     assert lines[0] == "# T" and "Profile `smoke`, synthetic data." in md
     assert lines[-3:] == [
         "| dataset | backbone | loss | w | Dice (%) | clDice (%) | beta0 error | beta1 error | runs | cases |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        "| synthetic_2d | unet | skeleton_recall | 0.1 | 70.00 +- 1.00 | 75.00 | n/a | 1.000 | 2 (1 failed) | 3 |"]
+        "| synthetic_2d | unet | skeleton_recall | 0.1 | 70.00 +- 1.00 | 75.00 | n/a | 1.000 | 2 (1 failed) | 3 |",
+    ]
 
 
 @pytest.mark.slow
@@ -268,17 +357,37 @@ def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
 
     data = tmp_path / "data"
     get_generator("synthetic_roads")(data / "Dataset911_SyntheticRoads", seed=0, num_train=6, num_test=3)
-    (tmp_path / "paper.csv").write_text("dataset,loss,dice,cldice,betti0_error,betti1_error,evaluation\n"
-                                        "roads,dice_ce,78.99,88.79,5.769,84.62,test set\n"
-                                        "roads,skeleton_recall,79.25,89.06,4.846,83.69,test set\n")
+    (tmp_path / "paper.csv").write_text(
+        "dataset,loss,dice,cldice,betti0_error,betti1_error,evaluation\n"
+        "roads,dice_ce,78.99,88.79,5.769,84.62,test set\n"
+        "roads,skeleton_recall,79.25,89.06,4.846,83.69,test set\n"
+    )
     plan_file = tmp_path / "tables.yaml"
-    plan_file.write_text(yaml.safe_dump({
-        "profiles": {"smoke": {"seeds": [0, 1], "folds": [0], "data": "synthetic", "launcher": None}},
-        "tables": {"tableX": {"title": "Toy table", "paper": "paper.csv", "experiments": {"roads": "nnunet_roads"}}},
-    }))
+    plan_file.write_text(
+        yaml.safe_dump(
+            {
+                "profiles": {"smoke": {"seeds": [0, 1], "folds": [0], "data": "synthetic", "launcher": None}},
+                "tables": {
+                    "tableX": {"title": "Toy table", "paper": "paper.csv", "experiments": {"roads": "nnunet_roads"}}
+                },
+            }
+        )
+    )
     runs, out = tmp_path / "runs", tmp_path / "reports"
-    args = ["--profile", "smoke", "--tables", str(plan_file), "--runs", str(runs), "--out", str(out),
-            "--data", str(data), "logger=csv", "data.max_test_cases=3"]
+    args = [
+        "--profile",
+        "smoke",
+        "--tables",
+        str(plan_file),
+        "--runs",
+        str(runs),
+        "--out",
+        str(out),
+        "--data",
+        str(data),
+        "logger=csv",
+        "data.max_test_cases=3",
+    ]
     assert reproduce_main(args) == 0
     assert len(list((runs / "smoke/nnunet_roads/synthetic_roads/unet").glob("*/*/*/*/done"))) == 4
     md = (out / "tables/tableX.md").read_text()
@@ -305,8 +414,20 @@ def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
     with pytest.raises(SystemExit, match="4 made with another config"):  # the report shows no stale values
         from skelrecall.report import main as report_main
 
-        report_main(["--profile", "smoke", "--tables", str(plan_file), "--runs", str(runs), "--out", str(out),
-                     "--override=optimizer.lr=0.02", "--override=data.max_test_cases=3"])
+        report_main(
+            [
+                "--profile",
+                "smoke",
+                "--tables",
+                str(plan_file),
+                "--runs",
+                str(runs),
+                "--out",
+                str(out),
+                "--override=optimizer.lr=0.02",
+                "--override=data.max_test_cases=3",
+            ]
+        )
     assert reproduce_main([*changed, "--retrain-stale"]) == 0
     assert "--retrain-stale: deleting them" in capsys.readouterr().out
     assert all("lr: 0.02" in (p.parent / "config.yaml").read_text() for p in runs.rglob("done"))
@@ -326,20 +447,50 @@ def test_plan_resolves_every_run_as_skelrecall_train_does(spec, profile):
         runs = group.runs()
         for run in (runs[0], runs[-1]):
             extra = ["paths.runs=/tmp/skelrecall-plan-check"]
-            proc = subprocess.run([sys.executable, "-m", "skelrecall.train", "--cfg", "job", "--resolve",
-                                   *run_overrides(run), f"profile={profile}", *extra],
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "skelrecall.train",
+                    "--cfg",
+                    "job",
+                    "--resolve",
+                    *run_overrides(run),
+                    f"profile={profile}",
+                    *extra,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert proc.returncode == 0, proc.stderr[-2000:]
             assert yaml.safe_load(proc.stdout) == planned_config(run, profile, extra), (group.name, run)
 
 
 def test_paper_dry_run_lists_every_job_with_its_cluster_request(tmp_path, capsys):
-    assert reproduce_main(["--profile", "paper", "--dry-run", "--runs", str(tmp_path),
-                           "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=1440"]) == 0
+    assert (
+        reproduce_main(
+            [
+                "--profile",
+                "paper",
+                "--dry-run",
+                "--runs",
+                str(tmp_path),
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.timeout_min=1440",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "276 runs: 0 finished, 276 to do" in out and out.count("--multirun profile=paper") == 10
-    assert out.count("per job: nodes=1, tasks_per_node=1, gpus_per_node=1, cpus_per_task=10, mem_gb=64, "
-                     "timeout_min=1440, partition=gpu") == 10
+    assert (
+        out.count(
+            "per job: nodes=1, tasks_per_node=1, gpus_per_node=1, cpus_per_task=10, mem_gb=64, "
+            "timeout_min=1440, partition=gpu"
+        )
+        == 10
+    )
 
 
 def test_multi_node_ddp_on_slurm_composes():
@@ -349,10 +500,22 @@ def test_multi_node_ddp_on_slurm_composes():
     from skelrecall.configs import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[
-            "experiment=nnunet_toothfairy", "profile=paper", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
-            "hydra/launcher=slurm", "hydra.launcher.nodes=2", "hydra.launcher.tasks_per_node=4",
-            "hydra.launcher.gpus_per_node=4", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=[
+                "experiment=nnunet_toothfairy",
+                "profile=paper",
+                "trainer=ddp",
+                "trainer.devices=4",
+                "trainer.num_nodes=2",
+                "hydra/launcher=slurm",
+                "hydra.launcher.nodes=2",
+                "hydra.launcher.tasks_per_node=4",
+                "hydra.launcher.gpus_per_node=4",
+                "hydra.launcher.partition=gpu",
+            ],
+            return_hydra_config=True,
+        )
     assert (cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.num_nodes) == ("ddp", 4, 2)
     launcher = cfg.hydra.launcher
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
@@ -372,7 +535,9 @@ def test_real_data_profile_names_what_it_cannot_run(spec, tmp_path):
     assert unavailable(spec, "cpu_real", groups["table2/cracks"], tmp_path) == "not in profile cpu_real"
     roads = unavailable(spec, "cpu_real", groups["table3/roads"], tmp_path)
     assert roads.startswith("not available here") and "skelrecall-data convert roads" in roads
-    rows, _ = build_table(spec, "table3", "cpu_real", pd.DataFrame(), {"roads": roads, "cracks": "not in profile cpu_real"})
+    rows, _ = build_table(
+        spec, "table3", "cpu_real", pd.DataFrame(), {"roads": roads, "cracks": "not in profile cpu_real"}
+    )
     md = to_markdown(rows, pd.DataFrame(), title="T", header=[])
     line = next(x for x in md.splitlines() if x.startswith("| roads | Dice+CE"))
     assert "not available" in line and "0/3 (not available here" in line

@@ -19,13 +19,28 @@ pytestmark = pytest.mark.slow  # end-to-end: runs in subprocesses or many traini
 
 def _train(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SKELRECALL_ROOT": str(root), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "skelrecall.train", "--multirun", "profile=smoke", "logger=none",
-                           "data.max_test_cases=2", *args], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skelrecall.train",
+            "--multirun",
+            "profile=smoke",
+            "logger=none",
+            "data.max_test_cases=2",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_w_sweep_through_submitit_local(tiny_root, tmp_path):
-    proc = _train(tiny_root, "hydra/launcher=local", "experiment_name=w_sweep", "loss=skeleton_recall",
-                  "loss.w=0.1,1.0")
+    proc = _train(
+        tiny_root, "hydra/launcher=local", "experiment_name=w_sweep", "loss=skeleton_recall", "loss.w=0.1,1.0"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     base = tiny_root / "runs/smoke/w_sweep/synthetic_2d/unet/skeleton_recall"
     for w in ("0.1", "1.0"):
@@ -52,10 +67,16 @@ def test_a_failing_run_does_not_stop_the_sweep_and_is_reported(tiny_root, tmp_pa
     configs = tmp_path / "configs" / "dataset"
     configs.mkdir(parents=True)
     cfg = (Path(__file__).parents[1] / "configs/dataset/synthetic_2d.yaml").read_text()
-    (configs / "broken_2d.yaml").write_text(cfg.replace("name: synthetic_2d", "name: broken_2d")
-                                            .replace("Dataset901_Synthetic2D", "Dataset999_Broken"))
-    proc = _train(tiny_root, f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "experiment_name=failing",
-                  "dataset=broken_2d,synthetic_2d", "loss=dice_ce")
+    (configs / "broken_2d.yaml").write_text(
+        cfg.replace("name: synthetic_2d", "name: broken_2d").replace("Dataset901_Synthetic2D", "Dataset999_Broken")
+    )
+    proc = _train(
+        tiny_root,
+        f"hydra.searchpath=[file://{tmp_path / 'configs'}]",
+        "experiment_name=failing",
+        "dataset=broken_2d,synthetic_2d",
+        "loss=dice_ce",
+    )
     assert proc.returncode != 0  # Hydra reports the failed job after running every job
     runs_dir = tiny_root / "runs/smoke/failing"
     good = runs_dir / "synthetic_2d/unet/dice_ce/w=0.0/seed=0/fold=0"
@@ -79,7 +100,10 @@ def test_dice_ce_in_a_sweep_over_w_runs_once(tiny_root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     base = tiny_root / "runs/smoke/dce_sweep/synthetic_2d/unet"
     assert sorted(p.parents[3].name + "/" + p.parents[2].name for p in base.rglob("done")) == [
-        "dice_ce/w=0.0", "skeleton_recall/w=0.1", "skeleton_recall/w=1.0"]
+        "dice_ce/w=0.0",
+        "skeleton_recall/w=0.1",
+        "skeleton_recall/w=1.0",
+    ]
     assert "has no connectivity term: loss.w=0.1 has no effect" in proc.stdout
     assert "is finished with this config; skipping" in proc.stdout  # the second Dice+CE member
 

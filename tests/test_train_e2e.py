@@ -24,13 +24,20 @@ RUN_COLUMNS = {"dice", "cldice", "betti0_error", "betti1_error"}
 
 def _train_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "SKELRECALL_ROOT": str(root), "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "skelrecall.train", *args], env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "skelrecall.train", *args], env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_single_run_with_w_override(tiny_root):
-    cfg = compose_train("loss=skeleton_recall", "loss.w=0.1", "profile=smoke", "logger=csv",
-                        f"paths.root={tiny_root}", "experiment_name=single")
+    cfg = compose_train(
+        "loss=skeleton_recall",
+        "loss.w=0.1",
+        "profile=smoke",
+        "logger=csv",
+        f"paths.root={tiny_root}",
+        "experiment_name=single",
+    )
     summary = run(cfg)
     run_dir = Path(cfg.run_dir)
     assert run_dir == tiny_root / "runs/smoke/single/synthetic_2d/unet/skeleton_recall/w=0.1/seed=0/fold=0"
@@ -64,8 +71,14 @@ def test_single_run_with_w_override(tiny_root):
 
 
 def test_multirun_two_losses_then_report(tiny_root, tmp_path):
-    proc = _train_cli(tiny_root, "--multirun", "loss=dice_ce,skeleton_recall", "profile=smoke", "logger=wandb",
-                      "experiment_name=multi")
+    proc = _train_cli(
+        tiny_root,
+        "--multirun",
+        "loss=dice_ce,skeleton_recall",
+        "profile=smoke",
+        "logger=wandb",
+        "experiment_name=multi",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     base = tiny_root / "runs/smoke/multi/synthetic_2d/unet"
     for loss, w in (("dice_ce", "0.0"), ("skeleton_recall", "1.0")):
@@ -89,7 +102,9 @@ def test_report_over_no_finished_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("group,name", [("dataset", "nonexistent"), ("loss", "focal"), ("experiment", "nnunet_nowhere")])
+@pytest.mark.parametrize(
+    "group,name", [("dataset", "nonexistent"), ("loss", "focal"), ("experiment", "nnunet_nowhere")]
+)
 def test_unknown_config_name_lists_available(tiny_root, group, name):
     proc = _train_cli(tiny_root, f"{group}={name}", "profile=smoke", "logger=none")
     assert proc.returncode != 0
@@ -107,7 +122,10 @@ def test_missing_dataset_names_the_command_before_training(tmp_path):
     proc = _train_cli(tmp_path, "profile=smoke", "logger=none")
     assert proc.returncode == 1 and "skelrecall-data synthesize synthetic_2d" in proc.stderr
     failed = json.loads((run_dir / "failed").read_text())  # the failure is visible to reports
-    assert "skelrecall-data synthesize synthetic_2d" in failed["error"] and failed["overrides"] == ["profile=smoke", "logger=none"]
+    assert "skelrecall-data synthesize synthetic_2d" in failed["error"] and failed["overrides"] == [
+        "profile=smoke",
+        "logger=none",
+    ]
     assert (run_dir / "config.yaml").exists()
 
 
@@ -122,8 +140,14 @@ def test_3d_multiclass_run(tmp_path):
     from skelrecall.data.synthetic.cow3d import generate
 
     generate(tmp_path / "data/nnUNet_raw/Dataset903_SyntheticCoW", seed=0, num_train=5, num_test=1)
-    cfg = compose_train("dataset=synthetic_cow", "profile=smoke", "logger=none", f"paths.root={tmp_path}",
-                        "data.max_val_cases=1", "trainer.max_epochs=1")
+    cfg = compose_train(
+        "dataset=synthetic_cow",
+        "profile=smoke",
+        "logger=none",
+        f"paths.root={tmp_path}",
+        "data.max_val_cases=1",
+        "trainer.max_epochs=1",
+    )
     summary = run(cfg)
     per_case = pd.read_csv(Path(cfg.run_dir) / "per_case.csv")
     assert {"mean", "merged"} <= set(per_case["class"]) and "betti2_error" in per_case.columns
@@ -137,8 +161,14 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_root, monkeypatch
 
     from skelrecall.module import SegmentationModule
 
-    cfg = compose_train("profile=smoke", "logger=csv", f"paths.root={tiny_root}", "experiment_name=resume",
-                        "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=10")
+    cfg = compose_train(
+        "profile=smoke",
+        "logger=csv",
+        f"paths.root={tiny_root}",
+        "experiment_name=resume",
+        "trainer.max_epochs=4",
+        "trainer.check_val_every_n_epoch=10",
+    )
     run_dir = Path(cfg.run_dir)
 
     def interrupt(self):

@@ -61,8 +61,15 @@ def prediction_rgb(prediction: np.ndarray, missed: np.ndarray, num_classes: int 
     return tile
 
 
-def titled_strip(tiles: Sequence[np.ndarray], titles: Sequence[str], *, legend: dict[str, tuple] | None = None,
-                 min_width: int = 160, fontsize: float = 8.0, gap: int = 2) -> np.ndarray:
+def titled_strip(
+    tiles: Sequence[np.ndarray],
+    titles: Sequence[str],
+    *,
+    legend: dict[str, tuple] | None = None,
+    min_width: int = 160,
+    fontsize: float = 8.0,
+    gap: int = 2,
+) -> np.ndarray:
     """Tiles side by side under their titles, as one ``uint8`` RGB image.
 
     ``tiles``: float RGB arrays in [0, 1] of one height; tiles narrower than ``min_width`` pixels are
@@ -91,14 +98,32 @@ def titled_strip(tiles: Sequence[np.ndarray], titles: Sequence[str], *, legend: 
     fig.figimage(body, xo=0, yo=foot, origin="upper")
     x = 0
     for tile, title in zip(big, titles):
-        fig.text((x + tile.shape[1] / 2) / width, 1 - 2 / height, title, ha="center", va="top", color="white",
-                 fontsize=fontsize, linespacing=1.1)
+        fig.text(
+            (x + tile.shape[1] / 2) / width,
+            1 - 2 / height,
+            title,
+            ha="center",
+            va="top",
+            color="white",
+            fontsize=fontsize,
+            linespacing=1.1,
+        )
         x += tile.shape[1] + gap
     if legend:
         handles = [Patch(facecolor=c, edgecolor="grey", label=name) for name, c in legend.items()]
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=fontsize * 0.85,
-                   labelcolor="white", handlelength=1.0, handletextpad=0.3, columnspacing=0.8,
-                   borderaxespad=0.1, bbox_to_anchor=(0.5, 0.0))
+        fig.legend(
+            handles=handles,
+            loc="lower center",
+            ncol=len(handles),
+            frameon=False,
+            fontsize=fontsize * 0.85,
+            labelcolor="white",
+            handlelength=1.0,
+            handletextpad=0.3,
+            columnspacing=0.8,
+            borderaxespad=0.1,
+            bbox_to_anchor=(0.5, 0.0),
+        )
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -11,14 +11,25 @@ from typing import Any
 
 from skelrecall.paths import REPO_DIR
 
-PACKAGES = ("torch", "lightning", "monai", "numpy", "scipy", "scikit-image", "connected-components-3d",
-            "hydra-core", "wandb", "skelrecall")
+PACKAGES = (
+    "torch",
+    "lightning",
+    "monai",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "connected-components-3d",
+    "hydra-core",
+    "wandb",
+    "skelrecall",
+)
 
 
 def _git(*args: str) -> str | None:
     try:
-        return subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=10,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -39,6 +50,11 @@ def environment_info() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {**git_state(), "python": sys.version.split()[0], "platform": platform.platform(),
-            "packages": versions, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "command": " ".join(sys.argv)}
+    return {
+        **git_state(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "command": " ".join(sys.argv),
+    }

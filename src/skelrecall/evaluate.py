@@ -48,8 +48,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from skelrecall.io import write_json
-from skelrecall.io import ENDINGS, ImageReadError, atomic_write, read_image
+from skelrecall.io import ENDINGS, ImageReadError, atomic_write, read_image, write_json
 from skelrecall.metrics.case import as_label_map, check_values, columns, evaluate_case, foreground_classes
 from skelrecall.metrics.registry import COLUMNS, resolve, summary_columns
 
@@ -103,7 +102,7 @@ def load_labels(
         labels, source = meta["labels"], f"{path}: 'labels'"
     if not isinstance(labels, dict):
         raise EvaluationError(
-            f"{source} must map class names to values (nnU-Net v2, e.g. {{\"background\": 0, \"vessel\": 1}}), "
+            f'{source} must map class names to values (nnU-Net v2, e.g. {{"background": 0, "vessel": 1}}), '
             f"got a {type(labels).__name__}: {str(labels)[:80]}"
         )
     try:
@@ -119,8 +118,9 @@ def is_temporary(name: str) -> bool:
 
 
 def _infer_ending(folder: Path) -> str:
-    found = {e for p in folder.iterdir() if p.is_file() and not is_temporary(p.name) for e in ENDINGS
-             if p.name.endswith(e)}
+    found = {
+        e for p in folder.iterdir() if p.is_file() and not is_temporary(p.name) for e in ENDINGS if p.name.endswith(e)
+    }
     if len(found) != 1:
         raise EvaluationError(
             f"{folder}: cannot infer the file ending (found {sorted(found) or 'no image files'}); "
@@ -142,9 +142,7 @@ def _listed(names: list[str]) -> str:
 def _read_label_map(path: Path, what: str) -> tuple[np.ndarray, dict[str, Any]]:
     array, meta = read_image(path)
     if path.name.endswith(".png") and array.ndim == 3:
-        raise ValueError(
-            f"{what} {path.name} has {array.shape[-1]} channels; expected a single-channel label map"
-        )
+        raise ValueError(f"{what} {path.name} has {array.shape[-1]} channels; expected a single-channel label map")
     return as_label_map(array, f"{what} {path.name}"), meta
 
 
@@ -386,8 +384,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="skelrecall-evaluate",
-        description="Dice, clDice, Betti errors and surface distances of a folder of predictions "
-        "(nnU-Net file names).",
+        description="Dice, clDice, Betti errors and surface distances of a folder of predictions (nnU-Net file names).",
     )
     parser.add_argument("--pred", required=True, help="folder of predictions CASE<ending>")
     parser.add_argument("--labels", required=True, help="folder of ground-truth label maps CASE<ending>")

@@ -51,10 +51,10 @@ def available(kind: str) -> list[str]:
 class Group:
     """One multirun: ``experiment`` x ``losses`` x ``w_values`` (None: each loss's own w) x seeds x folds."""
 
-    name: str                      # e.g. "table2/drive" or "w_sweep"
+    name: str  # e.g. "table2/drive" or "w_sweep"
     experiment: str
     paper_dataset: str
-    dataset: str                   # the dataset config trained (stand-in or real)
+    dataset: str  # the dataset config trained (stand-in or real)
     losses: tuple[str, ...]
     seeds: tuple[int, ...]
     folds: tuple[int, ...]
@@ -62,28 +62,44 @@ class Group:
 
     def overrides(self) -> list[str]:
         """Hydra overrides of this multirun (without profile and launcher)."""
-        out = [f"experiment={self.experiment}", f"dataset={self.dataset}", "loss=" + ",".join(self.losses),
-               "seed=" + ",".join(map(str, self.seeds)), "fold=" + ",".join(map(str, self.folds))]
+        out = [
+            f"experiment={self.experiment}",
+            f"dataset={self.dataset}",
+            "loss=" + ",".join(self.losses),
+            "seed=" + ",".join(map(str, self.seeds)),
+            "fold=" + ",".join(map(str, self.folds)),
+        ]
         if self.w_values is not None:
             out.append("loss.w=" + ",".join(str(float(w)) for w in self.w_values))  # 1.0, not 1: names the run folder
         return out
 
     def loss_weight(self, loss: str) -> float:
         """The w that ``loss`` gets in this group's experiment (its config's own)."""
-        return float(compose_config((f"experiment={self.experiment}", f"dataset={self.dataset}", f"loss={loss}"))
-                     ["loss"]["w"])
+        return float(
+            compose_config((f"experiment={self.experiment}", f"dataset={self.dataset}", f"loss={loss}"))["loss"]["w"]
+        )
 
     def runs(self) -> list[dict[str, Any]]:
         """Every (experiment, dataset, loss, w, seed, fold) this group produces."""
-        return [{"experiment": self.experiment, "dataset": self.dataset, "loss": loss, "w": w, "seed": s, "fold": f}
-                for loss in self.losses for w in (self.w_values or (self.loss_weight(loss),))
-                for s in self.seeds for f in self.folds]
+        return [
+            {"experiment": self.experiment, "dataset": self.dataset, "loss": loss, "w": w, "seed": s, "fold": f}
+            for loss in self.losses
+            for w in (self.w_values or (self.loss_weight(loss),))
+            for s in self.seeds
+            for f in self.folds
+        ]
 
 
 def run_overrides(run: dict[str, Any]) -> list[str]:
     """The single-run overrides of ``run`` (one entry of ``Group.runs()``)."""
-    return [f"experiment={run['experiment']}", f"dataset={run['dataset']}", f"loss={run['loss']}",
-            f"loss.w={float(run['w'])}", f"seed={run['seed']}", f"fold={run['fold']}"]
+    return [
+        f"experiment={run['experiment']}",
+        f"dataset={run['dataset']}",
+        f"loss={run['loss']}",
+        f"loss.w={float(run['w'])}",
+        f"seed={run['seed']}",
+        f"fold={run['fold']}",
+    ]
 
 
 @lru_cache(maxsize=1024)
@@ -91,8 +107,9 @@ def _composed(experiment: str, dataset: str, loss: str, profile: str, extra: tup
     from skelrecall.configs import compose as compose_train
 
     kept = tuple(o for o in extra if not o.lstrip("+~").startswith(("hydra.", "hydra/")))
-    return compose_train([f"experiment={experiment}", f"dataset={dataset}", f"loss={loss}", f"profile={profile}",
-                          *kept])
+    return compose_train(
+        [f"experiment={experiment}", f"dataset={dataset}", f"loss={loss}", f"profile={profile}", *kept]
+    )
 
 
 def planned_config(run: dict[str, Any], profile: str, extra: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -213,9 +230,17 @@ def table_groups(spec: dict[str, Any], profile: str, table: str) -> list[Group]:
     groups = []
     for paper_dataset, experiment in spec["tables"][table]["experiments"].items():
         dataset = trained_dataset(spec, profile, experiment)
-        groups.append(Group(name=f"{table}/{paper_dataset}", experiment=experiment, paper_dataset=paper_dataset,
-                            dataset=dataset, losses=tuple(losses[paper_dataset]), seeds=tuple(prof["seeds"]),
-                            folds=_folds(spec, profile, experiment, dataset)))
+        groups.append(
+            Group(
+                name=f"{table}/{paper_dataset}",
+                experiment=experiment,
+                paper_dataset=paper_dataset,
+                dataset=dataset,
+                losses=tuple(losses[paper_dataset]),
+                seeds=tuple(prof["seeds"]),
+                folds=_folds(spec, profile, experiment, dataset),
+            )
+        )
     return groups
 
 
@@ -224,10 +249,16 @@ def w_sweep_group(spec: dict[str, Any], profile: str) -> Group | None:
     if not sweep or profile not in sweep["seeds"]:
         return None
     dataset = trained_dataset(spec, profile, sweep["experiment"])
-    return Group(name="w_sweep", experiment=sweep["experiment"], paper_dataset=sweep["dataset"], dataset=dataset,
-                 losses=tuple(sweep["losses"]), seeds=tuple(sweep["seeds"][profile]),
-                 folds=_folds(spec, profile, sweep["experiment"], dataset)[:1],
-                 w_values=tuple(float(w) for w in sweep["w"]))
+    return Group(
+        name="w_sweep",
+        experiment=sweep["experiment"],
+        paper_dataset=sweep["dataset"],
+        dataset=dataset,
+        losses=tuple(sweep["losses"]),
+        seeds=tuple(sweep["seeds"][profile]),
+        folds=_folds(spec, profile, sweep["experiment"], dataset)[:1],
+        w_values=tuple(float(w) for w in sweep["w"]),
+    )
 
 
 def unavailable(spec: dict[str, Any], profile: str, group: Group, data_root: str | Path) -> str | None:

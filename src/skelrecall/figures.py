@@ -49,8 +49,13 @@ class FigureError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _new_figure(ncols: int, nrows: int, tile: tuple[float, float] = (TILE_INCHES, TILE_INCHES), extra: float = 0.0,
-                layout: str = "constrained"):
+def _new_figure(
+    ncols: int,
+    nrows: int,
+    tile: tuple[float, float] = (TILE_INCHES, TILE_INCHES),
+    extra: float = 0.0,
+    layout: str = "constrained",
+):
     """Figure of ``nrows x ncols`` axes; ``extra`` inches of height for a legend; ``layout``
     ``"compressed"`` for grids of images (fixed aspect), ``"constrained"`` for plots."""
     from matplotlib.figure import Figure
@@ -73,8 +78,14 @@ def _shared_legend(fig, axes, *, ncol: int | None = None, **kwargs) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     if entries:
-        fig.legend(entries.values(), entries.keys(), loc="outside lower center",
-                   ncol=ncol or min(len(entries), 4), fontsize=8, **kwargs)
+        fig.legend(
+            entries.values(),
+            entries.keys(),
+            loc="outside lower center",
+            ncol=ncol or min(len(entries), 4),
+            fontsize=8,
+            **kwargs,
+        )
 
 
 def _patch_legend(fig, entries: dict[str, tuple], ncol: int) -> None:
@@ -198,15 +209,15 @@ def skeleton_comparison(label: np.ndarray, out: Path, *, iterations: int = 10) -
         (fg, f"label ({size} {unit})\n{v.n_foreground} {unit} foreground"),
         (tubed, f"tubed skeleton (ours)\n{v.n_tubed} {unit}"),
         (soft, f"clDice soft skeleton ({iterations} it.)\n{v.n_soft} {unit} > 0.5"),
-        (overlay, "overlay of the two skeletons"
-                  + ("" if masks["soft"].any() else "\n(no soft-only pixels)")),
+        (overlay, "overlay of the two skeletons" + ("" if masks["soft"].any() else "\n(no soft-only pixels)")),
     ]
     for ax, (img, title) in zip(axes[0], tiles):
         ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=8)
         _off(ax)
-    entries = {f"{text}: {int(masks[name].sum())} px": colour for name, (colour, text) in OVERLAY.items()
-               if masks[name].any()}
+    entries = {
+        f"{text}: {int(masks[name].sum())} px": colour for name, (colour, text) in OVERLAY.items() if masks[name].any()
+    }
     _patch_legend(fig, entries, ncol=len(entries))
     if v.foreground.ndim == 3:
         fig.suptitle("maximum projections along z; legend counts are of the projected overlay", fontsize=9)
@@ -234,15 +245,18 @@ def _resolve_dataset_root(run_dir: Path, cfg: dict, nnunet_raw: str | Path | Non
         folder = cfg["dataset"]["folder"]
         raw = Path(nnunet_raw) if nnunet_raw is not None else Path(cfg["paths"]["nnunet_raw"])
     except (KeyError, TypeError) as exc:
-        raise FigureError(f"{run_dir / 'config.yaml'}: missing field {exc} "
-                          "(need dataset.folder and paths.nnunet_raw)") from None
+        raise FigureError(
+            f"{run_dir / 'config.yaml'}: missing field {exc} (need dataset.folder and paths.nnunet_raw)"
+        ) from None
     candidates = [raw] if raw.is_absolute() else list(dict.fromkeys([work_root().resolve() / raw, REPO_DIR / raw]))
     for base in candidates:
         if (base / folder / "dataset.json").is_file():
             return base / folder
     tried = ", ".join(str(c / folder) for c in candidates)
-    raise FigureError(f"{run_dir}: dataset folder not found (tried {tried}); pass nnunet_raw=... "
-                      f"or create it with `{cfg['dataset'].get('create', 'skelrecall-data')}`")
+    raise FigureError(
+        f"{run_dir}: dataset folder not found (tried {tried}); pass nnunet_raw=... "
+        f"or create it with `{cfg['dataset'].get('create', 'skelrecall-data')}`"
+    )
 
 
 def _run_info(run_dir: Path, nnunet_raw: str | Path | None) -> RunInfo:
@@ -259,8 +273,15 @@ def _run_info(run_dir: Path, nnunet_raw: str | Path | None) -> RunInfo:
         raise FigureError(f"{run_dir / 'done'}: evaluated_split is {split!r}, expected 'Ts' or 'Tr'")
     root = _resolve_dataset_root(run_dir, cfg, nnunet_raw)
     layout = DatasetLayout.open(root)
-    return RunInfo(run_dir=run_dir, loss=cfg["loss"]["name"], dataset=cfg["dataset"]["name"],
-                   seed=int(cfg.get("seed", 0)), split=split, dataset_root=root, ending=layout.file_ending)
+    return RunInfo(
+        run_dir=run_dir,
+        loss=cfg["loss"]["name"],
+        dataset=cfg["dataset"]["name"],
+        seed=int(cfg.get("seed", 0)),
+        split=split,
+        dataset_root=root,
+        ending=layout.file_ending,
+    )
 
 
 def case_cldice(run_dirs: dict[str, Path]) -> pd.DataFrame:
@@ -306,12 +327,26 @@ def _class_names(labels: dict[str, int]) -> tuple[dict[int, str], int | None, in
 
 def _empty_tile(ax, shape: tuple[int, ...]) -> None:
     ax.imshow(np.zeros((*shape, 3), np.float32), interpolation="nearest")
-    ax.text(0.5, 0.5, "empty prediction\n(background only)", transform=ax.transAxes, ha="center", va="center",
-            color="0.8", fontsize=8)
+    ax.text(
+        0.5,
+        0.5,
+        "empty prediction\n(background only)",
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        color="0.8",
+        fontsize=8,
+    )
 
 
-def qualitative_panels(run_dirs: dict[str, Path], out: Path, *, cases: list[str] | None = None,
-                       n_cases: int = 2, nnunet_raw: str | Path | None = None) -> Path:
+def qualitative_panels(
+    run_dirs: dict[str, Path],
+    out: Path,
+    *,
+    cases: list[str] | None = None,
+    n_cases: int = 2,
+    nnunet_raw: str | Path | None = None,
+) -> Path:
     """Fig. 5: one row per case, columns ``image | ground truth | prediction of each loss``.
 
     ``run_dirs`` maps a loss name to a finished run folder; all must be of the same dataset and
@@ -344,17 +379,19 @@ def qualitative_panels(run_dirs: dict[str, Path], out: Path, *, cases: list[str]
         available &= {p.name[: -len(i.ending)] for p in (i.run_dir / "predictions").glob(f"*{i.ending}")}
     if cases is None:
         cases = [c for c in pick_cases(cl, len(cl)) if c in available][:n_cases]
-        how = ("cases where the losses differ most in clDice" if len(infos) > 1
-               else "cases with the lowest clDice")
+        how = "cases where the losses differ most in clDice" if len(infos) > 1 else "cases with the lowest clDice"
         if not cases:
-            raise FigureError(f"no case has a prediction in every run and a clDice value in per_case.csv: "
-                              f"{', '.join(str(i.run_dir) for i in infos.values())}")
+            raise FigureError(
+                f"no case has a prediction in every run and a clDice value in per_case.csv: "
+                f"{', '.join(str(i.run_dir) for i in infos.values())}"
+            )
     else:
         how = "cases chosen by the caller"
         missing = [c for c in cases if c not in available]
         if missing:
-            raise FigureError(f"cases {missing} lack a label in {layout.root}/labels{first.split} or a "
-                              f"prediction in one of the runs")
+            raise FigureError(
+                f"cases {missing} lack a label in {layout.root}/labels{first.split} or a prediction in one of the runs"
+            )
     if not cases:
         raise FigureError("no cases to show (cases=[])")
 
@@ -366,8 +403,10 @@ def qualitative_panels(run_dirs: dict[str, Path], out: Path, *, cases: list[str]
         for loss, info in infos.items():
             pred = read_image(info.run_dir / "predictions" / f"{case}{info.ending}")[0]
             if pred.shape != label.shape:
-                raise FigureError(f"{info.run_dir}/predictions/{case}{info.ending}: shape {pred.shape} "
-                                  f"differs from the label's {label.shape}")
+                raise FigureError(
+                    f"{info.run_dir}/predictions/{case}{info.ending}: shape {pred.shape} "
+                    f"differs from the label's {label.shape}"
+                )
             preds[loss] = pred
         known = label if ignore is None else np.where(label == ignore, 0, label)  # ignored: neither error nor structure
         skeleton = tubed_skeleton(known.astype(np.int32)) > 0
@@ -376,9 +415,11 @@ def qualitative_panels(run_dirs: dict[str, Path], out: Path, *, cases: list[str]
     projected = " (max projections along z)" if volume else ""
     title = f"{first.dataset}, split {first.split}: {how}{projected}"
     if not any(p.any() for *_, preds in rows for p in preds.values()):
-        note = (f"No qualitative panel: every prediction of {', '.join(losses)} on {', '.join(cases)} is empty "
-                "(background only): a panel would only show the whole skeleton as missed. The runs did not learn "
-                "the structure (tables: 'did not train' or a Dice near 0).")
+        note = (
+            f"No qualitative panel: every prediction of {', '.join(losses)} on {', '.join(cases)} is empty "
+            "(background only): a panel would only show the whole skeleton as missed. The runs did not learn "
+            "the structure (tables: 'did not train' or a Dice near 0)."
+        )
         print(f"[figures] {Path(out).name}: {note}")
         return note_figure(out, title, note)
 
@@ -399,8 +440,9 @@ def qualitative_panels(run_dirs: dict[str, Path], out: Path, *, cases: list[str]
             recall = 100.0 * (1.0 - missed.sum() / n_skel) if n_skel else math.nan
             value = cl.at[cases[r], loss] if cases[r] in cl.index else math.nan
             if pred.any():
-                axes[r, c].imshow(prediction_rgb(_project(pred), _project(missed), num_classes),
-                                  interpolation="nearest")
+                axes[r, c].imshow(
+                    prediction_rgb(_project(pred), _project(missed), num_classes), interpolation="nearest"
+                )
                 present |= set(np.unique(pred).tolist())
             else:
                 _empty_tile(axes[r, c], _project(label).shape)
@@ -413,8 +455,9 @@ def qualitative_panels(run_dirs: dict[str, Path], out: Path, *, cases: list[str]
     return _save(fig, out)
 
 
-def _class_entries(class_names: dict[int, str], ignore: int | None, num_classes: int,
-                   present: set[int]) -> dict[str, tuple]:
+def _class_entries(
+    class_names: dict[int, str], ignore: int | None, num_classes: int, present: set[int]
+) -> dict[str, tuple]:
     """Legend swatches: each class present (by name, up to :data:`MAX_NAMED_CLASSES`), the ignore label
     if present, and the missed skeleton."""
     colours = class_colours(num_classes)
@@ -452,8 +495,10 @@ def w_sweep(runs: pd.DataFrame, out: Path, *, baseline: str = "dice_ce") -> Path
     sweep = done[(done["loss"] != baseline) & (done["w"] > 0)]
     n_w = sweep.groupby("loss")["w"].nunique()
     if n_w.empty or n_w.max() < 2:
-        raise FigureError(f"w_sweep: needs at least 2 values of w for some loss other than {baseline!r}; "
-                          f"found {n_w.to_dict() or 'no such runs'}")
+        raise FigureError(
+            f"w_sweep: needs at least 2 values of w for some loss other than {baseline!r}; "
+            f"found {n_w.to_dict() or 'no such runs'}"
+        )
     groups = sorted(done.groupby(["dataset", "backbone"]).groups)
     metrics = [m for m in SWEEP_METRICS if m in done]
     colours = {loss: f"C{i}" for i, loss in enumerate(sorted(sweep["loss"].unique()))}
@@ -466,19 +511,28 @@ def w_sweep(runs: pd.DataFrame, out: Path, *, baseline: str = "dice_ce") -> Path
             if len(base):
                 mean, std = base.mean(), (base.std(ddof=1) if len(base) > 1 else 0.0)
                 ax.axhline(mean, color="black", lw=1, ls="--", label=f"{baseline} (w = 0): mean")
-                ax.axhspan(mean - std, mean + std, color="black", alpha=0.12, lw=0,
-                           label=f"{baseline}: +- std over runs")
+                ax.axhspan(
+                    mean - std, mean + std, color="black", alpha=0.12, lw=0, label=f"{baseline}: +- std over runs"
+                )
             for loss, g in sub[(sub["loss"] != baseline) & (sub["w"] > 0)].groupby("loss"):
                 stats = g.groupby("w")[metric].agg(["mean", "std", "count"]).sort_index()
-                ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o",
-                            capsize=3, color=colours[loss], label=f"{loss}: mean +- std over runs")
+                ax.errorbar(
+                    stats.index,
+                    stats["mean"],
+                    yerr=stats["std"].fillna(0.0),
+                    marker="o",
+                    capsize=3,
+                    color=colours[loss],
+                    label=f"{loss}: mean +- std over runs",
+                )
             ax.set_xscale("log")
             ax.set_xlabel("loss weight w (log scale)", fontsize=8)
             ax.set_ylabel(SWEEP_METRICS[metric][1], fontsize=8)
             ax.tick_params(labelsize=7)
             ax.set_title(f"{dataset} / {backbone}: {SWEEP_METRICS[metric][0]}", fontsize=8)
-    fig.suptitle(f"Metrics against the loss weight w ({done['profile'].iloc[0]} profile; runs = seeds x folds)",
-                 fontsize=9)
+    fig.suptitle(
+        f"Metrics against the loss weight w ({done['profile'].iloc[0]} profile; runs = seeds x folds)", fontsize=9
+    )
     _shared_legend(fig, axes, ncol=min(len(colours) + 2, 4))
     return _save(fig, out)
 

@@ -16,19 +16,33 @@ from torch import nn
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, image: torch.Tensor, patch_size: Sequence[int], *,
-                          overlap: float = 0.5, sw_batch_size: int = 4, mirror: bool = False) -> torch.Tensor:
+def predict_probabilities(
+    model: nn.Module,
+    image: torch.Tensor,
+    patch_size: Sequence[int],
+    *,
+    overlap: float = 0.5,
+    sw_batch_size: int = 4,
+    mirror: bool = False,
+) -> torch.Tensor:
     """Softmax probabilities ``(1, K, *spatial)`` of one case ``image`` shaped ``(1, C, *spatial)``."""
     was_training = model.training
     model.eval()
     spatial_axes = list(range(2, image.ndim))
-    flips = [()] + ([c for r in range(1, len(spatial_axes) + 1) for c in itertools.combinations(spatial_axes, r)]
-                    if mirror else [])
+    flips = [()] + (
+        [c for r in range(1, len(spatial_axes) + 1) for c in itertools.combinations(spatial_axes, r)] if mirror else []
+    )
     total = None
     for axes in flips:
         x = torch.flip(image, axes) if axes else image
-        logits = sliding_window_inference(x, roi_size=tuple(patch_size), sw_batch_size=sw_batch_size,
-                                          predictor=model, overlap=overlap, mode="gaussian")
+        logits = sliding_window_inference(
+            x,
+            roi_size=tuple(patch_size),
+            sw_batch_size=sw_batch_size,
+            predictor=model,
+            overlap=overlap,
+            mode="gaussian",
+        )
         probs = torch.softmax(logits.float(), dim=1)
         probs = torch.flip(probs, axes) if axes else probs
         total = probs if total is None else total + probs

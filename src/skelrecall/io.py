@@ -79,13 +79,19 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
             import nibabel as nib
 
             img = nib.load(str(path))
-            return np.asanyarray(img.dataobj).transpose(), {"affine": img.affine, "header": img.header,
-                                                            "zooms": tuple(float(z) for z in img.header.get_zooms()[::-1])}
+            return np.asanyarray(img.dataobj).transpose(), {
+                "affine": img.affine,
+                "header": img.header,
+                "zooms": tuple(float(z) for z in img.header.get_zooms()[::-1]),
+            }
         if ending == ".mha":
             sitk = _simpleitk(path)
             img = sitk.ReadImage(str(path))
-            return sitk.GetArrayFromImage(img), {"spacing": img.GetSpacing(), "origin": img.GetOrigin(),
-                                                 "direction": img.GetDirection()}
+            return sitk.GetArrayFromImage(img), {
+                "spacing": img.GetSpacing(),
+                "origin": img.GetOrigin(),
+                "direction": img.GetDirection(),
+            }
         if ending == ".npy":
             return np.load(path, allow_pickle=False), {}
         with np.load(path, allow_pickle=False) as z:
@@ -188,8 +194,9 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise JSONFileError(f"{path}: {what} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                            f"column {exc.colno}") from None
+        raise JSONFileError(
+            f"{path}: {what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -225,8 +232,11 @@ def write_image(path: str | os.PathLike, array: np.ndarray, meta: dict[str, Any]
         elif ending == ".mha":
             sitk = _simpleitk(Path(path))
             img = sitk.GetImageFromArray(array)
-            for key, setter in (("spacing", img.SetSpacing), ("origin", img.SetOrigin),
-                                ("direction", img.SetDirection)):
+            for key, setter in (
+                ("spacing", img.SetSpacing),
+                ("origin", img.SetOrigin),
+                ("direction", img.SetDirection),
+            ):
                 if key in meta:
                     setter(meta[key])
             sitk.WriteImage(img, str(tmp), True)

@@ -21,12 +21,12 @@ from skelrecall.inference import predict_labels
 from skelrecall.metrics import dice
 from skelrecall.skeleton import tubed_skeleton
 
-
 PANEL_TITLES = ("image", "label", "tubed skeleton", "prediction\nmissed skeleton: red")
 
 
-def make_panel(image: np.ndarray, label: np.ndarray, prediction: np.ndarray,
-               num_classes: int | None = None) -> np.ndarray:
+def make_panel(
+    image: np.ndarray, label: np.ndarray, prediction: np.ndarray, num_classes: int | None = None
+) -> np.ndarray:
     """RGB ``uint8`` panel ``image | label | tubed skeleton | prediction`` with the column titles
     (:data:`PANEL_TITLES`) drawn above the tiles (W&B shows images in grids without captions).
 
@@ -48,8 +48,12 @@ def make_panel(image: np.ndarray, label: np.ndarray, prediction: np.ndarray,
     lo, hi = np.percentile(grey, [1, 99])
     grey = np.clip((grey - lo) / max(hi - lo, 1e-8), 0, 1)
     skeleton = tubed_skeleton(np.where(label < num_classes, label, 0).astype(np.int32))
-    tiles = [np.repeat(grey[..., None], 3, axis=-1), label_rgb(label, num_classes), label_rgb(skeleton, num_classes),
-             prediction_rgb(prediction, (skeleton > 0) & (prediction == 0), num_classes)]
+    tiles = [
+        np.repeat(grey[..., None], 3, axis=-1),
+        label_rgb(label, num_classes),
+        label_rgb(skeleton, num_classes),
+        prediction_rgb(prediction, (skeleton > 0) & (prediction == 0), num_classes),
+    ]
     key = None
     if num_classes > 2:
         colours = class_colours(num_classes)
@@ -58,9 +62,17 @@ def make_panel(image: np.ndarray, label: np.ndarray, prediction: np.ndarray,
 
 
 class SegmentationModule(L.LightningModule):
-    def __init__(self, model: nn.Module, loss: nn.Module, *, patch_size: Sequence[int],
-                 optimizer: Callable[..., torch.optim.Optimizer], scheduler: Callable[..., Any],
-                 inference: dict[str, Any], num_classes: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        *,
+        patch_size: Sequence[int],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any],
+        inference: dict[str, Any],
+        num_classes: int,
+    ):
         super().__init__()
         self.model, self.loss = model, loss
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -76,14 +88,17 @@ class SegmentationModule(L.LightningModule):
         outputs = self.model(batch["image"])
         total, parts = self.loss(outputs, batch["label"], batch.get("skeleton"))
         if not torch.isfinite(total):
-            raise FloatingPointError(f"training loss is {total.item()} at step {self.global_step} (epoch "
-                                     f"{self.current_epoch}); lower the learning rate or loss.w, or check the data")
+            raise FloatingPointError(
+                f"training loss is {total.item()} at step {self.global_step} (epoch "
+                f"{self.current_epoch}); lower the learning rate or loss.w, or check the data"
+            )
         bs = batch["image"].shape[0]
         # sync_dist: epoch means over every process's batches in a distributed run
         self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
         self.log("train/generic", parts["generic"], on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
-        self.log("train/connectivity", parts["connectivity"], on_step=True, on_epoch=True, batch_size=bs,
-                 sync_dist=True)
+        self.log(
+            "train/connectivity", parts["connectivity"], on_step=True, on_epoch=True, batch_size=bs, sync_dist=True
+        )
         return total
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -94,8 +109,10 @@ class SegmentationModule(L.LightningModule):
         if not np.all(np.isnan(scores)):
             self._val_dice.append(float(np.nanmean(scores)))
         if batch_idx == 0:
-            self.log_panel(make_panel(batch["image"].numpy(), label, pred, self.num_classes),
-                           f"{batch['case']} epoch {self.current_epoch}")
+            self.log_panel(
+                make_panel(batch["image"].numpy(), label, pred, self.num_classes),
+                f"{batch['case']} epoch {self.current_epoch}",
+            )
 
     def on_validation_epoch_end(self) -> None:
         if self._val_dice:
@@ -109,8 +126,9 @@ class SegmentationModule(L.LightningModule):
         columns = " | ".join(t.replace("\n", ", ") for t in PANEL_TITLES)
         for logger in self.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image(key="val/panel", images=[panel], caption=[f"{caption}: {columns}"],
-                                 step=self.global_step)
+                logger.log_image(
+                    key="val/panel", images=[panel], caption=[f"{caption}: {columns}"], step=self.global_step
+                )
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.model.parameters())

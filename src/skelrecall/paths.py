@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_DIR = PACKAGE_DIR.parents[1]          # src/skelrecall -> the checkout (editable installs)
+REPO_DIR = PACKAGE_DIR.parents[1]  # src/skelrecall -> the checkout (editable installs)
 SPEC_PATH = REPO_DIR / "experiments" / "tables.yaml"
 
 

@@ -11,10 +11,10 @@ PNG/TIFF RGB(A) file holds 3 channels) or a split of a converted dataset, ``DATA
 
 Everything the network needs comes from the run folder: ``config.yaml`` (backbone, classes, channels,
 dims, patch size, sliding-window settings), ``preprocessing.json`` (normalization and its statistics)
-and ``checkpoints/last.ckpt``, whose checksum must match. Several runs (the folds or seeds of one experiment) are an ensemble: each run normalizes the
-image with its own statistics and slides its own patch size, the softmax probabilities are averaged
-over the runs, then the argmax is taken. The runs must agree on classes, input channels, dims and
-normalization scheme.
+and ``checkpoints/last.ckpt``, whose checksum must match. Several runs (the folds or seeds of one
+experiment) are an ensemble: each run normalizes the image with its own statistics and slides its own
+patch size, the softmax probabilities are averaged over the runs, then the argmax is taken. The runs
+must agree on classes, input channels, dims and normalization scheme.
 
 Everything is checked before any prediction: the runs (finished, files present, checkpoint intact,
 weights fit the network), their agreement, every input file's channels and dimensions (read from the
@@ -42,8 +42,16 @@ import yaml
 
 from skelrecall.data.datamodule import read_channels
 from skelrecall.data.layout import DatasetLayout, DatasetLayoutError
-from skelrecall.io import (ENDINGS, ImageReadError, JSONFileError, image_shape, read_json, staged_dir, write_image,
-                           write_json)
+from skelrecall.io import (
+    ENDINGS,
+    ImageReadError,
+    JSONFileError,
+    image_shape,
+    read_json,
+    staged_dir,
+    write_image,
+    write_json,
+)
 from skelrecall.runs import CHECKSUM, RunDir, checkpoint_problem, config_hash
 
 INFERENCE_KEYS = ("overlap", "sw_batch_size", "mirror")  # what skelrecall.inference takes from config.inference
@@ -78,8 +86,12 @@ class RunModel:
 
     def agreement(self) -> dict[str, Any]:
         """What every run of an ensemble must share."""
-        return {"classes (dataset.num_classes)": self.num_classes, "input channels": self.in_channels,
-                "dims": self.dims, "normalization": self.preprocessing["normalization"]}
+        return {
+            "classes (dataset.num_classes)": self.num_classes,
+            "input channels": self.in_channels,
+            "dims": self.dims,
+            "normalization": self.preprocessing["normalization"],
+        }
 
 
 def _field(node: Any, dotted: str, where: Path) -> Any:
@@ -114,8 +126,11 @@ def _checkpoint(run: RunDir) -> Path:
         raise PredictError(f"checkpoint {path} not found (the run saved no checkpoint)")
     problem = checkpoint_problem(path)  # the checksum rule of RunDir.resume_checkpoint
     if problem is not None:
-        hint = ("the run is training right now and may be saving it: try again" if run.status() == "running" else
-                "predict with another run, or retrain this one (skelrecall-train ... force=true)")
+        hint = (
+            "the run is training right now and may be saving it: try again"
+            if run.status() == "running"
+            else "predict with another run, or retrain this one (skelrecall-train ... force=true)"
+        )
         raise PredictError(f"checkpoint {path} is damaged ({problem}); {hint}")
     return path
 
@@ -132,10 +147,13 @@ def _check_preprocessing(pre: Any, path: Path, dims: int, in_channels: int, conf
     if scheme == "ct":
         stats = pre.get("ct_statistics")
         ok = isinstance(stats, dict) and all(
-            isinstance(stats.get(k), list) and len(stats[k]) == in_channels for k in ("low", "high", "mean", "std"))
+            isinstance(stats.get(k), list) and len(stats[k]) == in_channels for k in ("low", "high", "mean", "std")
+        )
         if not ok:
-            raise PredictError(f"{path}: normalization 'ct' needs ct_statistics with low, high, mean and std lists "
-                               f"of {in_channels} values (one per channel); got {stats!r}")
+            raise PredictError(
+                f"{path}: normalization 'ct' needs ct_statistics with low, high, mean and std lists "
+                f"of {in_channels} values (one per channel); got {stats!r}"
+            )
     return pre
 
 
@@ -148,9 +166,11 @@ def open_run(path: str | Path, *, allow_unfinished: bool = False) -> RunModel:
     if not config_file.is_file():
         raise PredictError(f"{config_file} not found: {run.path} is not a run folder of skelrecall-train")
     if not run.is_done() and not allow_unfinished:
-        raise PredictError(f"{run.path} is not a finished run (status: {run.status()}; no 'done' marker), so its "
-                           "checkpoint may be from the middle of training. Finish it (rerun its skelrecall-train "
-                           "command) or pass --allow-unfinished to predict with it anyway")
+        raise PredictError(
+            f"{run.path} is not a finished run (status: {run.status()}; no 'done' marker), so its "
+            "checkpoint may be from the middle of training. Finish it (rerun its skelrecall-train "
+            "command) or pass --allow-unfinished to predict with it anyway"
+        )
     try:
         config = yaml.safe_load(config_file.read_text())
     except yaml.YAMLError as exc:
@@ -161,8 +181,9 @@ def open_run(path: str | Path, *, allow_unfinished: bool = False) -> RunModel:
     if dims not in (2, 3):
         raise PredictError(f"{config_file}: dataset.dims must be 2 or 3, got {dims}")
     in_channels = _positive_int(_field(config, "dataset.in_channels", config_file), "dataset.in_channels", config_file)
-    num_classes = _positive_int(_field(config, "dataset.num_classes", config_file), "dataset.num_classes",
-                                config_file, 2)
+    num_classes = _positive_int(
+        _field(config, "dataset.num_classes", config_file), "dataset.num_classes", config_file, 2
+    )
     patch = _field(config, "data.patch_size", config_file)
     if not isinstance(patch, list) or len(patch) != dims:
         raise PredictError(f"{config_file}: data.patch_size must list {dims} sizes, got {patch!r}")
@@ -174,18 +195,29 @@ def open_run(path: str | Path, *, allow_unfinished: bool = False) -> RunModel:
 
     pre_file = run / "preprocessing.json"
     if not pre_file.is_file():
-        raise PredictError(f"{pre_file} not found: it records the normalization the network was trained with "
-                           "(skelrecall-train writes it before training); retrain this run with the current "
-                           "version (skelrecall-train ... force=true)")
+        raise PredictError(
+            f"{pre_file} not found: it records the normalization the network was trained with "
+            "(skelrecall-train writes it before training); retrain this run with the current "
+            "version (skelrecall-train ... force=true)"
+        )
     try:
         pre = read_json(pre_file, "preprocessing.json")
     except JSONFileError as exc:
         raise PredictError(str(exc)) from None
     pre = _check_preprocessing(pre, pre_file, dims, in_channels, config_file)
     ckpt = _checkpoint(run)
-    return RunModel(run=run, config=config, preprocessing=pre, checkpoint=ckpt, dims=dims, in_channels=in_channels,
-                    num_classes=num_classes, patch_size=patch_size, inference=inference,
-                    sha256=ckpt.with_name(ckpt.name + CHECKSUM).read_text().strip())
+    return RunModel(
+        run=run,
+        config=config,
+        preprocessing=pre,
+        checkpoint=ckpt,
+        dims=dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        patch_size=patch_size,
+        inference=inference,
+        sha256=ckpt.with_name(ckpt.name + CHECKSUM).read_text().strip(),
+    )
 
 
 def check_agreement(models: Sequence[RunModel]) -> None:
@@ -211,22 +243,30 @@ def load_network(model: RunModel, device: Any) -> Any:
     if backbone.get("pretrained") is not None:
         backbone["pretrained"] = None  # initial weights are replaced by the checkpoint's anyway
     try:
-        network = build_model(backbone, dims=model.dims, in_channels=model.in_channels,
-                              num_classes=model.num_classes, patch_size=model.patch_size)
+        network = build_model(
+            backbone,
+            dims=model.dims,
+            in_channels=model.in_channels,
+            num_classes=model.num_classes,
+            patch_size=model.patch_size,
+        )
     except (ValueError, TypeError) as exc:
-        raise PredictError(f"{model.run / 'config.yaml'}: cannot build backbone {backbone.get('name')!r}: {exc}") \
-            from None
+        raise PredictError(
+            f"{model.run / 'config.yaml'}: cannot build backbone {backbone.get('name')!r}: {exc}"
+        ) from None
     state = _load_checkpoint(model.checkpoint).get("state_dict")
     if not isinstance(state, dict):
         raise PredictError(f"checkpoint {model.checkpoint}: no 'state_dict' (not a Lightning checkpoint)")
-    weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     if not weights:
         raise PredictError(f"checkpoint {model.checkpoint}: no network weights ('model.*' entries of its state_dict)")
     try:
         network.load_state_dict(weights)
     except RuntimeError as exc:
-        raise PredictError(f"checkpoint {model.checkpoint}: its weights do not fit the network described by "
-                           f"{model.run / 'config.yaml'}: {str(exc)[:600]}") from None
+        raise PredictError(
+            f"checkpoint {model.checkpoint}: its weights do not fit the network described by "
+            f"{model.run / 'config.yaml'}: {str(exc)[:600]}"
+        ) from None
     return network.to(device).eval()
 
 
@@ -263,20 +303,28 @@ def find_cases(source: str | Path) -> tuple[list[InputCase], str, Path]:
         if not folder.is_dir():
             raise PredictError(f"input {text}: {folder} does not exist")
         if ending not in ENDINGS:
-            raise PredictError(f"{layout.root / 'dataset.json'}: file_ending {ending!r} is not supported here "
-                               f"({', '.join(ENDINGS)})")
+            raise PredictError(
+                f"{layout.root / 'dataset.json'}: file_ending {ending!r} is not supported here ({', '.join(ENDINGS)})"
+            )
     else:
         folder, ending = Path(text), None
         if not folder.is_dir():
-            raise PredictError(f"input folder {folder} does not exist (a split of a converted dataset is written "
-                               "DATASET_FOLDER:Ts or DATASET_FOLDER:Tr)")
+            raise PredictError(
+                f"input folder {folder} does not exist (a split of a converted dataset is written "
+                "DATASET_FOLDER:Ts or DATASET_FOLDER:Tr)"
+            )
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))  # .x.tmp: partial
     if ending is None:
         found = sorted({e for p in files if (e := _ending(p.name))})
         if len(found) != 1:
-            raise PredictError(f"input folder {folder}: " + (
-                f"images with several endings {found}; put one format per folder" if found else
-                f"no image files (CASE_0000<ending>, ending one of {', '.join(ENDINGS)})"))
+            raise PredictError(
+                f"input folder {folder}: "
+                + (
+                    f"images with several endings {found}; put one format per folder"
+                    if found
+                    else f"no image files (CASE_0000<ending>, ending one of {', '.join(ENDINGS)})"
+                )
+            )
         ending = found[0]
     channels: dict[str, dict[int, Path]] = {}
     misnamed = []
@@ -289,16 +337,20 @@ def find_cases(source: str | Path) -> tuple[list[InputCase], str, Path]:
             continue
         channels.setdefault(match["case"], {})[int(match["channel"])] = path
     if misnamed:
-        raise PredictError(f"input folder {folder}: files not named CASE_<4-digit channel>{ending} "
-                           f"(e.g. case1_0000{ending}): {_listed(misnamed)}")
+        raise PredictError(
+            f"input folder {folder}: files not named CASE_<4-digit channel>{ending} "
+            f"(e.g. case1_0000{ending}): {_listed(misnamed)}"
+        )
     if not channels:
         raise PredictError(f"input folder {folder}: no images CASE_0000{ending}")
     cases = []
     for name, by_channel in sorted(channels.items()):
         if sorted(by_channel) != list(range(len(by_channel))):
-            raise PredictError(f"input folder {folder}: case {name!r} has channel files "
-                               f"{_listed([p.name for _, p in sorted(by_channel.items())])}; expected "
-                               f"{name}_0000{ending}, {name}_0001{ending}, ... without gaps")
+            raise PredictError(
+                f"input folder {folder}: case {name!r} has channel files "
+                f"{_listed([p.name for _, p in sorted(by_channel.items())])}; expected "
+                f"{name}_0000{ending}, {name}_0001{ending}, ... without gaps"
+            )
         cases.append(InputCase(name, tuple(p for _, p in sorted(by_channel.items()))))
     return cases, ending, folder
 
@@ -324,11 +376,14 @@ def check_inputs(cases: Sequence[InputCase], dims: int, in_channels: int) -> Non
         total = sum(n for _, n, _ in found)
         if total != in_channels:
             detail = ", ".join(f"{p} ({n})" for p, n, _ in found)
-            problems.append(f"case {case.name}: {total} channels in {detail}; the run takes {in_channels} "
-                            "(dataset.in_channels of its config.yaml)")
+            problems.append(
+                f"case {case.name}: {total} channels in {detail}; the run takes {in_channels} "
+                "(dataset.in_channels of its config.yaml)"
+            )
         if len({s for _, _, s in found}) > 1:
-            problems.append(f"case {case.name}: channel files differ in shape: "
-                            + ", ".join(f"{p} {s}" for p, _, s in found))
+            problems.append(
+                f"case {case.name}: channel files differ in shape: " + ", ".join(f"{p} {s}" for p, _, s in found)
+            )
     if problems:
         more = [f"... ({len(problems)} problems in all)"] if len(problems) > MAX_LISTED else []
         raise PredictError("cannot predict these inputs:\n  " + "\n  ".join(problems[:MAX_LISTED] + more))
@@ -343,15 +398,17 @@ def resolve_device(name: str) -> Any:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise PredictError(f"--device cuda: no CUDA device is available to torch {torch.__version__}; "
-                           "use --device cpu (or auto)")
+        raise PredictError(
+            f"--device cuda: no CUDA device is available to torch {torch.__version__}; use --device cpu (or auto)"
+        )
     if name not in ("cpu", "cuda"):
         raise PredictError(f"--device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
 
 
-def ensemble_probabilities(models: Sequence[RunModel], image: np.ndarray, *, mirror: bool | None = None,
-                           device: Any = "cpu") -> Any:
+def ensemble_probabilities(
+    models: Sequence[RunModel], image: np.ndarray, *, mirror: bool | None = None, device: Any = "cpu"
+) -> Any:
     """Softmax probabilities ``(K, *spatial)`` of one raw case ``image`` ``(C, *spatial)``, averaged over
     ``models`` (each normalizes with its own preprocessing and uses its own patch size and settings;
     ``mirror`` overrides their ``inference.mirror``)."""
@@ -381,12 +438,22 @@ def _check_output(out: Path, protected: Sequence[tuple[str, Path]], overwrite: b
     if target.exists() and not target.is_dir():
         raise PredictError(f"output {out} exists and is not a folder")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise PredictError(f"output folder {out} exists and is not empty; pass --overwrite to replace it "
-                           "(everything in it is deleted)")
+        raise PredictError(
+            f"output folder {out} exists and is not empty; pass --overwrite to replace it (everything in it is deleted)"
+        )
 
 
-def predict(source: str | Path, out: str | Path, runs: Sequence[str | Path], *, mirror: bool | None = None, device: str = "auto", allow_unfinished: bool = False,
-            overwrite: bool = False, progress: bool = True) -> list[Path]:
+def predict(
+    source: str | Path,
+    out: str | Path,
+    runs: Sequence[str | Path],
+    *,
+    mirror: bool | None = None,
+    device: str = "auto",
+    allow_unfinished: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
     """Predict every case of ``source`` with the ensemble of ``runs`` into ``out``; return the files written.
 
     Checks everything (runs, inputs, output folder) before the first prediction; raises
@@ -415,43 +482,85 @@ def predict(source: str | Path, out: str | Path, runs: Sequence[str | Path], *, 
             probs = ensemble_probabilities(models, image, mirror=mirror, device=torch_device)
             labels = probs.argmax(dim=0).cpu().numpy().astype(dtype)
             written.append(write_image(staging / f"{case.name}{ending}", labels, meta).name)
-        write_json(staging / "predict.json", {
-            "created": datetime.datetime.now().isoformat(timespec="seconds"), "input": str(source),
-            "file_ending": ending, "cases": [c.name for c in cases], "mirror": mirror, "device": str(torch_device),
-            "runs": [{"path": str(m.run.path.resolve()), "checkpoint": m.checkpoint.name, "sha256": m.sha256,
-                      "config_hash": config_hash(m.config), "finished": m.run.is_done(),
-                      "patch_size": list(m.patch_size),
-                      "inference": {**m.inference, **({} if mirror is None else {"mirror": mirror})}}
-                     for m in models]})
+        write_json(
+            staging / "predict.json",
+            {
+                "created": datetime.datetime.now().isoformat(timespec="seconds"),
+                "input": str(source),
+                "file_ending": ending,
+                "cases": [c.name for c in cases],
+                "mirror": mirror,
+                "device": str(torch_device),
+                "runs": [
+                    {
+                        "path": str(m.run.path.resolve()),
+                        "checkpoint": m.checkpoint.name,
+                        "sha256": m.sha256,
+                        "config_hash": config_hash(m.config),
+                        "finished": m.run.is_done(),
+                        "patch_size": list(m.patch_size),
+                        "inference": {**m.inference, **({} if mirror is None else {"mirror": mirror})},
+                    }
+                    for m in models
+                ],
+            },
+        )
     return [out / name for name in written]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="skelrecall-predict",
-        description="Label maps of new images from one run or an ensemble of runs (nnU-Net file names).")
-    parser.add_argument("-i", "--input", required=True,
-                        help="folder of CASE_0000<ending> images, or DATASET_FOLDER:Ts / DATASET_FOLDER:Tr")
+        description="Label maps of new images from one run or an ensemble of runs (nnU-Net file names).",
+    )
+    parser.add_argument(
+        "-i",
+        "--input",
+        required=True,
+        help="folder of CASE_0000<ending> images, or DATASET_FOLDER:Ts / DATASET_FOLDER:Tr",
+    )
     parser.add_argument("-o", "--output", required=True, help="output folder, one CASE<ending> per case")
-    parser.add_argument("--run", dest="runs", action="append", required=True, metavar="RUN_DIR",
-                        help="finished run folder; repeat for an ensemble (probabilities are averaged)")
-    parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
-                        help="mirroring test-time augmentation (default: each run's inference.mirror)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: CUDA when available (default)")
-    parser.add_argument("--allow-unfinished", action="store_true",
-                        help="also use runs without a 'done' marker (e.g. still training)")
+    parser.add_argument(
+        "--run",
+        dest="runs",
+        action="append",
+        required=True,
+        metavar="RUN_DIR",
+        help="finished run folder; repeat for an ensemble (probabilities are averaged)",
+    )
+    parser.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mirroring test-time augmentation (default: each run's inference.mirror)",
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when available (default)"
+    )
+    parser.add_argument(
+        "--allow-unfinished", action="store_true", help="also use runs without a 'done' marker (e.g. still training)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
     try:
-        written = predict(args.input, args.output, args.runs, mirror=args.mirror,
-                          device=args.device, allow_unfinished=args.allow_unfinished, overwrite=args.overwrite)
+        written = predict(
+            args.input,
+            args.output,
+            args.runs,
+            mirror=args.mirror,
+            device=args.device,
+            allow_unfinished=args.allow_unfinished,
+            overwrite=args.overwrite,
+        )
     except (PredictError, ImageReadError) as exc:
         print(f"skelrecall-predict: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"skelrecall-predict: interrupted; {args.output} was not written (the cases done so far are in "
-              f"{args.output}.partial, which the next run replaces)", file=sys.stderr)
+        print(
+            f"skelrecall-predict: interrupted; {args.output} was not written (the cases done so far are in "
+            f"{args.output}.partial, which the next run replaces)",
+            file=sys.stderr,
+        )
         return 130
     print(f"{len(written)} cases -> {args.output}")
     return 0

@@ -51,8 +51,9 @@ class EpochLine(Callback):
         done = epoch - self._first_epoch
         per_epoch = (time.time() - self._start) / max(done, 1)
         timing = f"{per_epoch:.1f} s/epoch, ETA {_duration(per_epoch * (total - epoch))}"
-        print(f"[skelrecall] {self.name} epoch {epoch}/{total}: {', '.join(parts) or 'no metrics'} ({timing})",
-              flush=True)
+        print(
+            f"[skelrecall] {self.name} epoch {epoch}/{total}: {', '.join(parts) or 'no metrics'} ({timing})", flush=True
+        )
 
 
 class MultirunSummary(HydraCallback):
@@ -74,8 +75,10 @@ class MultirunSummary(HydraCallback):
                 run = RunDir(marker.parent)
                 if marker.name == "done":
                     headline = (run.done_info() or {}).get("headline", {})
-                    rows.append(f"[skelrecall] {run.path}: " + ", ".join(
-                        f"{k}={v:.4g}" for k, v in headline.items() if v is not None))
+                    rows.append(
+                        f"[skelrecall] {run.path}: "
+                        + ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if v is not None)
+                    )
                 else:
                     rows.append(f"[skelrecall] {run.path}: FAILED: {(run.failure() or {}).get('error', '?')}")
         print(f"[skelrecall] multirun: {len(rows)} runs finished or failed", flush=True)

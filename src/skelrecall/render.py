@@ -14,8 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 _MD_RULE = {None: "---", "l": ":---", "c": ":---:", "r": "---:"}
-_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def format_cell(value: object, floatfmt: str | None = None) -> str:
@@ -48,8 +58,13 @@ def _md_escape(text: str) -> str:
     return text.replace("|", r"\|").replace("\r\n", " ").replace("\n", " ")
 
 
-def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
-                   align: str | Sequence[str] | None = None, floatfmt: str | None = None) -> str:
+def markdown_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    align: str | Sequence[str] | None = None,
+    floatfmt: str | None = None,
+) -> str:
     """A Markdown pipe table (header line, rule line, one line per row; no trailing newline)."""
     headers = [str(h) for h in headers]
     body = _cells(headers, rows, floatfmt)
@@ -64,9 +79,16 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
 
 
-def latex_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
-                align: str | Sequence[str] | None = None, floatfmt: str | None = None,
-                midrules: Iterable[int] = (), caption: str | None = None, label: str | None = None) -> str:
+def latex_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    align: str | Sequence[str] | None = None,
+    floatfmt: str | None = None,
+    midrules: Iterable[int] = (),
+    caption: str | None = None,
+    label: str | None = None,
+) -> str:
     """A booktabs ``tabular`` (``\\toprule``, ``\\midrule``, ``\\bottomrule``; ends with a newline).
 
     ``midrules``: indices of the rows that get a ``\\midrule`` above them (e.g. where a group starts).

@@ -47,12 +47,39 @@ from skelrecall.environment import environment_info
 from skelrecall.io import atomic_write, write_json
 
 #: config keys (dotted) that cannot change a run's results; left out of its identity hash
-IGNORED_KEYS = ("paths", "run_dir", "force", "logger", "torch_threads", "data.num_workers", "data.cache",
-                "evaluation.num_workers", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
-                "trainer.enable_model_summary", "dataset.create", "dataset.stand_in")
+IGNORED_KEYS = (
+    "paths",
+    "run_dir",
+    "force",
+    "logger",
+    "torch_threads",
+    "data.num_workers",
+    "data.cache",
+    "evaluation.num_workers",
+    "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps",
+    "trainer.enable_model_summary",
+    "dataset.create",
+    "dataset.stand_in",
+)
 #: everything a run writes (``force=true`` removes all of it; Hydra's ``.hydra/`` and log stay)
-OUTPUTS = ("config.yaml", "environment.json", "preprocessing.json", "checkpoints", "csv", "wandb", "wandb_id.txt", "predictions",
-           "predictions.partial", "per_case.csv", "summary.json", "validation", "done", "failed", "interrupted")
+OUTPUTS = (
+    "config.yaml",
+    "environment.json",
+    "preprocessing.json",
+    "checkpoints",
+    "csv",
+    "wandb",
+    "wandb_id.txt",
+    "predictions",
+    "predictions.partial",
+    "per_case.csv",
+    "summary.json",
+    "validation",
+    "done",
+    "failed",
+    "interrupted",
+)
 CHECKSUM = ".sha256"
 _EPOCH_CKPT = re.compile(r"^epoch=(\d+)-step=(\d+)\.ckpt$")
 
@@ -101,7 +128,9 @@ def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any
     """``(dotted key, old value, new value)`` for every identity key that differs (missing: ``<absent>``)."""
     a, b = _flatten(identity_config(old)), _flatten(identity_config(new))
     absent = "<absent>"
-    return [(k, a.get(k, absent), b.get(k, absent)) for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)]
+    return [
+        (k, a.get(k, absent), b.get(k, absent)) for k in sorted(set(a) | set(b)) if a.get(k, absent) != b.get(k, absent)
+    ]
 
 
 def dataset_fingerprint(dataset_json: str | Path) -> str | None:
@@ -260,9 +289,11 @@ class RunDir:
         what = "a finished run" if (self / "done").exists() else "an unfinished run"
         raise RunConflictError(
             f"{self.path} holds {what} of another configuration; its results would not match this command.\n"
-            + "\n".join(lines) + more
+            + "\n".join(lines)
+            + more
             + "\nNothing was changed. Pass force=true to delete that run and train this configuration from scratch "
-              "(or choose another experiment_name/paths.runs).")
+            "(or choose another experiment_name/paths.runs)."
+        )
 
     def check_data(self, fingerprint: str | None) -> None:
         """Refuse (``RunConflictError``) if this folder's progress was made on differently made data."""
@@ -272,7 +303,8 @@ class RunDir:
         raise RunConflictError(
             f"{self.path} holds a run trained on other data: the dataset's dataset.json changed since "
             f"(fingerprint {stored} in the folder, {fingerprint} now; it was converted or synthesized again with "
-            "other settings). Nothing was changed. Pass force=true to delete that run and train again.")
+            "other settings). Nothing was changed. Pass force=true to delete that run and train again."
+        )
 
     def record_data_fingerprint(self, fingerprint: str | None) -> None:
         env = self.environment() or {}
@@ -294,8 +326,10 @@ class RunDir:
         except BlockingIOError:
             holder = path.read_text().strip() or "another process"
             os.close(fd)
-            raise RunConflictError(f"{self.path} is in use by {holder}; wait for it to finish, or stop it "
-                                   "(its run resumes when you rerun the command)") from None
+            raise RunConflictError(
+                f"{self.path} is in use by {holder}; wait for it to finish, or stop it "
+                "(its run resumes when you rerun the command)"
+            ) from None
         previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
         if previous:
             print(f"[skelrecall] {self.path}: taking over the lock of {previous}, which is no longer running")
@@ -326,7 +360,9 @@ class RunDir:
         attempts = env.get("attempts", [])
         attempts.append({"started": _now(), **{k: info[k] for k in ("git_commit", "git_dirty", "command")}})
         kept = {"data_fingerprint": env["data_fingerprint"]} if "data_fingerprint" in env else {}
-        write_json(self / "environment.json", {**info, "config_hash": config_hash(config), "attempts": attempts, **kept})
+        write_json(
+            self / "environment.json", {**info, "config_hash": config_hash(config), "attempts": attempts, **kept}
+        )
         for marker in ("failed", "interrupted"):
             (self / marker).unlink(missing_ok=True)
 
@@ -335,9 +371,15 @@ class RunDir:
 
     def mark_failed(self, exc: BaseException, overrides: list[str] | None = None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self / "failed", {"time": _now(), "error": f"{type(exc).__name__}: {exc}",
-                                     "overrides": overrides or [],
-                                     "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))})
+        write_json(
+            self / "failed",
+            {
+                "time": _now(),
+                "error": f"{type(exc).__name__}: {exc}",
+                "overrides": overrides or [],
+                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            },
+        )
 
     def mark_interrupted(self) -> None:
         write_json(self / "interrupted", {"time": _now(), "hint": "rerun the same command to resume"})
@@ -348,8 +390,11 @@ class RunDir:
         has none. Damaged ones are reported by path (``report``: print it); if all are damaged,
         ``CheckpointError``."""
         folder = self / "checkpoints"
-        epochs = sorted((p for p in folder.glob("epoch=*.ckpt") if _EPOCH_CKPT.match(p.name)),
-                        key=lambda p: tuple(int(x) for x in _EPOCH_CKPT.match(p.name).groups()), reverse=True)
+        epochs = sorted(
+            (p for p in folder.glob("epoch=*.ckpt") if _EPOCH_CKPT.match(p.name)),
+            key=lambda p: tuple(int(x) for x in _EPOCH_CKPT.match(p.name).groups()),
+            reverse=True,
+        )
         candidates = [p for p in [folder / "last.ckpt", *epochs] if p.is_file()]
         damaged = []
         for path in candidates:
@@ -362,6 +407,9 @@ class RunDir:
             if report:
                 print(f"[skelrecall] checkpoint {path} is damaged ({problem}); not resuming from it")
         if damaged:
-            raise CheckpointError("no intact checkpoint to resume from:\n  " + "\n  ".join(damaged)
-                                  + "\nPass force=true to delete the run and train from scratch.")
+            raise CheckpointError(
+                "no intact checkpoint to resume from:\n  "
+                + "\n  ".join(damaged)
+                + "\nPass force=true to delete the run and train from scratch."
+            )
         return None

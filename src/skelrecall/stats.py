@@ -20,8 +20,9 @@ import pandas as pd
 from scipy import stats
 
 
-def paired_comparison(baseline: pd.Series, other: pd.Series, *, n_boot: int = 10_000, seed: int = 0,
-                      level: float = 0.95) -> dict[str, float]:
+def paired_comparison(
+    baseline: pd.Series, other: pd.Series, *, n_boot: int = 10_000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
     """Compare per-case values (indexed by case name) of ``other`` against ``baseline``."""
     joined = pd.concat({"baseline": baseline, "other": other}, axis=1).dropna()
     d = (joined["other"] - joined["baseline"]).to_numpy(dtype=float)

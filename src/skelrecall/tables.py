@@ -32,8 +32,12 @@ METRICS = {  # column -> (heading, scale of our per-case values, higher is bette
     "betti1_error": ("beta1 error", 1.0, False, 3),
 }
 BASELINE = "dice_ce"
-LOSS_NAMES = {"dice_ce": "Dice+CE", "cldice": "+ clDice", "topo_cldice": "+ Topo-clDice",
-              "skeleton_recall": "+ Skeleton Recall"}
+LOSS_NAMES = {
+    "dice_ce": "Dice+CE",
+    "cldice": "+ clDice",
+    "topo_cldice": "+ Topo-clDice",
+    "skeleton_recall": "+ Skeleton Recall",
+}
 
 
 def _float(text: str) -> float:
@@ -53,8 +57,9 @@ def per_case_values(run_dirs: list[str]) -> pd.DataFrame:
     return pd.concat(frames).groupby(level=0).mean()
 
 
-def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFrame,
-                notes: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_table(
+    spec: dict[str, Any], table: str, profile: str, runs: pd.DataFrame, notes: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows, tests): one row per paper row with ours, paper and difference; one test row per
     (dataset, connectivity loss) against the baseline. ``notes``: paper dataset -> why it has no runs
     under this profile (``experiments.unavailable``), shown instead of values."""
@@ -65,15 +70,31 @@ def build_table(spec: dict[str, Any], table: str, profile: str, runs: pd.DataFra
         group, loss = groups[paper["dataset"]], paper["loss"]
         w = group.loss_weight(loss)
         expected = len(group.seeds) * len(group.folds)
-        mine = runs[(runs["experiment"] == group.experiment) & (runs["dataset"] == group.dataset)
-                    & (runs["loss"] == loss) & (runs["w"] == w)] if not runs.empty else runs
+        mine = (
+            runs[
+                (runs["experiment"] == group.experiment)
+                & (runs["dataset"] == group.dataset)
+                & (runs["loss"] == loss)
+                & (runs["w"] == w)
+            ]
+            if not runs.empty
+            else runs
+        )
         done = mine[mine["status"] == "done"] if not mine.empty else mine
-        row: dict[str, Any] = {"dataset": paper["dataset"], "trained_on": group.dataset, "experiment": group.experiment,
-                               "loss": loss, "w": w, "runs": len(done), "expected": expected,
-                               "failed": int((mine["status"] == "failed").sum()) if not mine.empty else 0,
-                               "stale": int((mine["status"] == "stale").sum()) if not mine.empty else 0,
-                               "did_not_train": int((mine["status"] == "did not train").sum()) if not mine.empty else 0,
-                               "paper_note": paper["evaluation"], "unavailable": notes.get(paper["dataset"], "")}
+        row: dict[str, Any] = {
+            "dataset": paper["dataset"],
+            "trained_on": group.dataset,
+            "experiment": group.experiment,
+            "loss": loss,
+            "w": w,
+            "runs": len(done),
+            "expected": expected,
+            "failed": int((mine["status"] == "failed").sum()) if not mine.empty else 0,
+            "stale": int((mine["status"] == "stale").sum()) if not mine.empty else 0,
+            "did_not_train": int((mine["status"] == "did not train").sum()) if not mine.empty else 0,
+            "paper_note": paper["evaluation"],
+            "unavailable": notes.get(paper["dataset"], ""),
+        }
         for metric in METRICS:
             values = done[metric].dropna() if len(done) else pd.Series(dtype=float)
             row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
@@ -120,15 +141,25 @@ def _cells(rows: pd.DataFrame, bold: str, text=str) -> list[dict[str, str]]:
     escaping), then ``bold`` wraps a best value (``**{}**`` or ``\\textbf{{{}}}``)."""
     out = []
     for _, block in rows.groupby("dataset", sort=False):
-        best = {m: (_best(block, f"{m}_mean", hi), _best(block, f"{m}_paper", hi)) for m, (_, _, hi, _) in METRICS.items()}
+        best = {
+            m: (_best(block, f"{m}_mean", hi), _best(block, f"{m}_paper", hi)) for m, (_, _, hi, _) in METRICS.items()
+        }
         for _, r in block.iterrows():
-            cells = {"dataset": text(r["dataset"]), "loss": text(LOSS_NAMES.get(r["loss"], r["loss"])),
-                     "w": text(f"{r['w']:g}")}
+            cells = {
+                "dataset": text(r["dataset"]),
+                "loss": text(LOSS_NAMES.get(r["loss"], r["loss"])),
+                "w": text(f"{r['w']:g}"),
+            }
             for m, (_, _, _, digits) in METRICS.items():
                 ours = _value(r[f"{m}_mean"], r[f"{m}_std"], digits)
                 if not ours:
-                    ours = text("not available" if r.get("unavailable") else
-                                "did not train" if r.get("did_not_train") else "missing")
+                    ours = text(
+                        "not available"
+                        if r.get("unavailable")
+                        else "did not train"
+                        if r.get("did_not_train")
+                        else "missing"
+                    )
                 elif r[f"{m}_mean"] == best[m][0] and (r["runs"] and block["runs"].gt(0).sum() > 1):
                     ours = bold.format(text(ours))
                 else:
@@ -154,37 +185,53 @@ def _test_cell(t: pd.Series, metric: str) -> str:
     digits = METRICS[metric][3]
     if math.isnan(t[f"{metric}_mean_diff"]):
         return ""
-    return (f"{t[f'{metric}_mean_diff']:+.{digits}f} [{t[f'{metric}_ci_low']:+.{digits}f}, "
-            f"{t[f'{metric}_ci_high']:+.{digits}f}] p={t[f'{metric}_p_wilcoxon']:.2g}")
+    return (
+        f"{t[f'{metric}_mean_diff']:+.{digits}f} [{t[f'{metric}_ci_low']:+.{digits}f}, "
+        f"{t[f'{metric}_ci_high']:+.{digits}f}] p={t[f'{metric}_p_wilcoxon']:.2g}"
+    )
 
 
 def _not_in_paper(rows: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(dataset, loss name, the paper's note) of every row without a paper value (``n/a*`` cells)."""
-    return [(r["dataset"], LOSS_NAMES.get(r["loss"], r["loss"]), r["paper_note"])
-            for _, r in rows[rows["dice_paper"].isna()].iterrows()]
+    return [
+        (r["dataset"], LOSS_NAMES.get(r["loss"], r["loss"]), r["paper_note"])
+        for _, r in rows[rows["dice_paper"].isna()].iterrows()
+    ]
 
 
 def to_markdown(rows: pd.DataFrame, tests: pd.DataFrame, *, title: str, header: list[str]) -> str:
     """The table and its paired tests as Markdown (:func:`skelrecall.render.markdown_table`)."""
     lines = [f"# {title}", "", *header, ""]
     heads = ["dataset", "loss", "w"]
-    for m, (h, *_rest) in METRICS.items():
+    for h, *_rest in METRICS.values():
         heads += [f"{h} ours", "paper", "diff"]
     heads.append("runs")
     keys = ["dataset", "loss", "w", *[f"{m}_{k}" for m in METRICS for k in ("ours", "paper", "diff")], "runs"]
     lines.append(markdown_table(heads, [[cells[k] for k in keys] for cells in _cells(rows, "**{}**")]))
     for dataset, loss, note in _not_in_paper(rows):
         lines += ["", f"\\* paper, {dataset} {loss}: {note}."]
-    lines += ["", f"## Paired tests against {LOSS_NAMES[BASELINE]} on the same cases", "",
-              "Per case: the metric averaged over seeds; cell: mean difference (loss - baseline) "
-              "[bootstrap 95 % CI] and the two-sided Wilcoxon signed-rank p-value. Positive is better "
-              "for Dice and clDice, negative for the Betti errors.", ""]
+    lines += [
+        "",
+        f"## Paired tests against {LOSS_NAMES[BASELINE]} on the same cases",
+        "",
+        "Per case: the metric averaged over seeds; cell: mean difference (loss - baseline) "
+        "[bootstrap 95 % CI] and the two-sided Wilcoxon signed-rank p-value. Positive is better "
+        "for Dice and clDice, negative for the Betti errors.",
+        "",
+    ]
     if tests.empty:
         lines.append("No pair of finished runs to compare yet.")
     else:
         heads = ["dataset", "loss", "cases", *[METRICS[m][0] for m in METRICS]]
-        body = [[t["dataset"], LOSS_NAMES.get(t["loss"], t["loss"]), str(int(t["n_cases"])),
-                 *[_test_cell(t, m) for m in METRICS]] for _, t in tests.iterrows()]
+        body = [
+            [
+                t["dataset"],
+                LOSS_NAMES.get(t["loss"], t["loss"]),
+                str(int(t["n_cases"])),
+                *[_test_cell(t, m) for m in METRICS],
+            ]
+            for _, t in tests.iterrows()
+        ]
         lines.append(markdown_table(heads, body))
     return "\n".join(lines) + "\n"
 
@@ -207,13 +254,17 @@ def latex_caption(rows: pd.DataFrame, title: str, profile: str | None = None) ->
     if synthetic:
         pairs = ", ".join(f"{r.dataset}: {r.trained_on}" for r in trained.itertuples())
         scale = _SCALE.get(profile, f"{profile} scale") if profile else "reduced scale"
-        data = (f"Ours on synthetic stand-ins of the paper's datasets ({pairs}), trained at {scale} ({where}); "
-                "they test the pipeline and compare the losses with each other and are not comparable in "
-                "absolute value with the paper's numbers on the real datasets.")
+        data = (
+            f"Ours on synthetic stand-ins of the paper's datasets ({pairs}), trained at {scale} ({where}); "
+            "they test the pipeline and compare the losses with each other and are not comparable in "
+            "absolute value with the paper's numbers on the real datasets."
+        )
     else:
         data = f"Ours on the real (converted) datasets ({where})."
-    text = (f"{title}. Each cell: ours, mean +- sample standard deviation over runs (seeds x folds), and in "
-            f"parentheses the paper's value; bold: best per dataset and column. {data}")
+    text = (
+        f"{title}. Each cell: ours, mean +- sample standard deviation over runs (seeds x folds), and in "
+        f"parentheses the paper's value; bold: best per dataset and column. {data}"
+    )
     notes = [f"{dataset} {loss}: {note}" for dataset, loss, note in _not_in_paper(rows)]
     if notes:
         text += f" n/a*: not in the paper ({'; '.join(notes)})."
@@ -240,6 +291,7 @@ def to_latex(rows: pd.DataFrame, *, title: str, profile: str | None = None) -> s
         body.append([name, cells["loss"], *[f"{cells[f'{m}_ours']} ({cells[f'{m}_paper']})" for m in METRICS]])
     number = re.match(r"^\s*table\s+(\w+)", str(title), flags=re.I)
     label = f"tab:skelrecall-table{number.group(1)}" if number else None
-    table = latex_table(heads, body, align="llcccc", midrules=starts,
-                        caption=latex_caption(rows, title, profile), label=label)
+    table = latex_table(
+        heads, body, align="llcccc", midrules=starts, caption=latex_caption(rows, title, profile), label=label
+    )
     return f"{LATEX_PREAMBLE}\n{table}"

@@ -53,15 +53,21 @@ def open_dataset(cfg: DictConfig) -> DatasetLayout:
     root = Path(cfg.paths.nnunet_raw) / cfg.dataset.folder
     hint = cfg.dataset.create
     if cfg.dataset.get("stand_in"):
-        hint += (f"\n  or train on its synthetic stand-in (no download): add dataset={cfg.dataset.stand_in} "
-                 "to the command (after experiment=...)")
+        hint += (
+            f"\n  or train on its synthetic stand-in (no download): add dataset={cfg.dataset.stand_in} "
+            "to the command (after experiment=...)"
+        )
     layout = DatasetLayout.open(root, hint=hint)
     labels = {k: v for k, v in layout.labels.items() if k != "ignore"}
     if len(labels) != cfg.dataset.num_classes:
-        raise ConfigError(f"{root}/dataset.json has {len(labels)} labels {labels}, but dataset "
-                          f"{cfg.dataset.name!r} declares num_classes={cfg.dataset.num_classes}")
+        raise ConfigError(
+            f"{root}/dataset.json has {len(labels)} labels {labels}, but dataset "
+            f"{cfg.dataset.name!r} declares num_classes={cfg.dataset.num_classes}"
+        )
     if len(cfg.data.patch_size) != cfg.dataset.dims:
-        raise ConfigError(f"data.patch_size {list(cfg.data.patch_size)} does not have dataset.dims={cfg.dataset.dims} entries")
+        raise ConfigError(
+            f"data.patch_size {list(cfg.data.patch_size)} does not have dataset.dims={cfg.dataset.dims} entries"
+        )
     return layout
 
 
@@ -74,7 +80,9 @@ def evaluation_cases(cfg: DictConfig, layout: DatasetLayout, datamodule) -> tupl
     elif cfg.dataset.evaluation == "cross_validation":
         cases, split = datamodule.fold_cases()[1], "Tr"
     else:
-        raise ConfigError(f"dataset.evaluation must be 'test_set' or 'cross_validation', got {cfg.dataset.evaluation!r}")
+        raise ConfigError(
+            f"dataset.evaluation must be 'test_set' or 'cross_validation', got {cfg.dataset.evaluation!r}"
+        )
     limit = cfg.data.max_test_cases
     return (cases[:limit] if limit else cases), split
 
@@ -96,17 +104,33 @@ def build_loggers(cfg: DictConfig, run_dir: Path) -> list:
         id_file = run_dir / "wandb_id.txt"  # a resumed run continues the same W&B run
         if not id_file.exists():
             atomic_write(id_file, lambda tmp: tmp.write_text(uuid.uuid4().hex[:12]))
-        tags = [cfg.experiment_name, cfg.dataset.name, cfg.backbone.name, cfg.loss.name, f"w={cfg.loss.w}",
-                f"seed={cfg.seed}", f"fold={cfg.fold}", f"profile={cfg.profile.name}"]
+        tags = [
+            cfg.experiment_name,
+            cfg.dataset.name,
+            cfg.backbone.name,
+            cfg.loss.name,
+            f"w={cfg.loss.w}",
+            f"seed={cfg.seed}",
+            f"fold={cfg.fold}",
+            f"profile={cfg.profile.name}",
+        ]
         import wandb
 
         # the run is started here and handed to Lightning (whose own wandb.init call passes settings
         # that recent W&B versions warn about on every run)
-        experiment = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity,
-                                group=f"{cfg.profile.name}/{cfg.experiment_name}", job_type=cfg.loss.name,
-                                name=cfg.run_name.replace("/", "|"), tags=tags, dir=str(run_dir), mode=mode,
-                                id=id_file.read_text().strip(), resume="allow",
-                                config=OmegaConf.to_container(cfg, resolve=True))
+        experiment = wandb.init(
+            project=cfg.logger.project,
+            entity=cfg.logger.entity,
+            group=f"{cfg.profile.name}/{cfg.experiment_name}",
+            job_type=cfg.loss.name,
+            name=cfg.run_name.replace("/", "|"),
+            tags=tags,
+            dir=str(run_dir),
+            mode=mode,
+            id=id_file.read_text().strip(),
+            resume="allow",
+            config=OmegaConf.to_container(cfg, resolve=True),
+        )
         loggers.append(WandbLogger(experiment=experiment, save_dir=str(run_dir)))
     elif kind != "csv":
         raise ConfigError(f"logger.name must be wandb, csv or none; got {kind!r}")
@@ -139,8 +163,10 @@ def predict_cases(module, datamodule, cases: list[str], split: str, out_dir: Pat
 def run(cfg: DictConfig) -> dict[str, Any] | None:
     """Train, predict and evaluate one configuration; return the evaluation summary."""
     if cfg.loss.connectivity is None and cfg.loss.w != 0:  # e.g. dice_ce in a sweep over loss.w
-        print(f"[skelrecall] loss {cfg.loss.name} has no connectivity term: loss.w={cfg.loss.w} has no effect; "
-              "running it as w=0 (once for the whole sweep)")
+        print(
+            f"[skelrecall] loss {cfg.loss.name} has no connectivity term: loss.w={cfg.loss.w} has no effect; "
+            "running it as w=0 (once for the whole sweep)"
+        )
         cfg.loss.w = 0.0
     config = OmegaConf.to_container(cfg, resolve=True)  # interpolation errors surface here
     run_dir = RunDir(cfg.run_dir)
@@ -188,17 +214,33 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
 
         torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)  # before the network's random init
-    model = build_model(cfg.backbone, dims=dims, in_channels=int(cfg.dataset.in_channels),
-                        num_classes=num_classes, patch_size=list(cfg.data.patch_size))
+    model = build_model(
+        cfg.backbone,
+        dims=dims,
+        in_channels=int(cfg.dataset.in_channels),
+        num_classes=num_classes,
+        patch_size=list(cfg.data.patch_size),
+    )
     loss = build_loss(cfg.loss, num_classes=num_classes, dims=dims, ds_weights=getattr(model, "ds_weights", None))
     datamodule = SegmentationDataModule(
-        layout, dims=dims, patch_size=list(cfg.data.patch_size), batch_size=int(cfg.data.batch_size),
-        iterations_per_epoch=int(cfg.data.iterations_per_epoch), fold=int(cfg.fold),
-        normalization=cfg.dataset.normalization, foreground_fraction=float(cfg.data.foreground_fraction),
-        augmentation=OmegaConf.to_container(cfg.augmentation, resolve=True), num_workers=int(cfg.data.num_workers),
-        max_train_cases=cfg.data.max_train_cases, max_val_cases=cfg.data.max_val_cases,
-        skeleton=loss.needs_skeleton, ignore_label=cfg.dataset.ignore_label, seed=int(cfg.seed),
-        cache=bool(cfg.data.cache.enabled), cache_dir=cfg.data.cache.dir)
+        layout,
+        dims=dims,
+        patch_size=list(cfg.data.patch_size),
+        batch_size=int(cfg.data.batch_size),
+        iterations_per_epoch=int(cfg.data.iterations_per_epoch),
+        fold=int(cfg.fold),
+        normalization=cfg.dataset.normalization,
+        foreground_fraction=float(cfg.data.foreground_fraction),
+        augmentation=OmegaConf.to_container(cfg.augmentation, resolve=True),
+        num_workers=int(cfg.data.num_workers),
+        max_train_cases=cfg.data.max_train_cases,
+        max_val_cases=cfg.data.max_val_cases,
+        skeleton=loss.needs_skeleton,
+        ignore_label=cfg.dataset.ignore_label,
+        seed=int(cfg.seed),
+        cache=bool(cfg.data.cache.enabled),
+        cache_dir=cfg.data.cache.dir,
+    )
     datamodule.setup("fit")  # reads and checks the training and validation labels
     if rank_zero():
         write_json(run_dir / "preprocessing.json", datamodule.preprocessing())  # for skelrecall-predict
@@ -208,13 +250,22 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
     layout.check_labels(cases, split, cfg.dataset.ignore_label)  # ... and their labels hold declared values
     resume_from = run_dir.resume_checkpoint(report=rank_zero())  # every process resumes from the same file
 
-    module = SegmentationModule(model, loss, patch_size=cfg.data.patch_size,
-                                optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
-                                inference=OmegaConf.to_container(cfg.inference, resolve=True),
-                                num_classes=num_classes)
-    checkpoints = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=1,
-                                  save_on_train_epoch_end=True,  # every epoch, whatever the validation interval
-                                  enable_version_counter=False)
+    module = SegmentationModule(
+        model,
+        loss,
+        patch_size=cfg.data.patch_size,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler),
+        inference=OmegaConf.to_container(cfg.inference, resolve=True),
+        num_classes=num_classes,
+    )
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        save_last=True,
+        save_top_k=1,
+        save_on_train_epoch_end=True,  # every epoch, whatever the validation interval
+        enable_version_counter=False,
+    )
     loggers = build_loggers(cfg, run_dir.path) if rank_zero() else []
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_args["enable_progress_bar"] = bar = bool(trainer_args.get("enable_progress_bar")) and sys.stdout.isatty()
@@ -223,11 +274,18 @@ def _run(cfg: DictConfig, run_dir: RunDir, config: dict[str, Any]) -> dict[str, 
         print(f"[skelrecall] {run_dir.path}: resuming from {resume_from.name}")
     # use_distributed_sampler=False: with several processes each draws its own training keys (EpochSampler)
     # and validates every validation case, so val/dice is the same full-set value on every rank
-    trainer = L.Trainer(**trainer_args, default_root_dir=str(run_dir.path), use_distributed_sampler=False,
-                        callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=loggers or False)
+    trainer = L.Trainer(
+        **trainer_args,
+        default_root_dir=str(run_dir.path),
+        use_distributed_sampler=False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        logger=loggers or False,
+    )
     try:
-        return _fit_predict_evaluate(cfg, run_dir, config, trainer, module, datamodule, cases, split, loggers,
-                                     resume_from)
+        return _fit_predict_evaluate(
+            cfg, run_dir, config, trainer, module, datamodule, cases, split, loggers, resume_from
+        )
     finally:
         if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
             import wandb
@@ -239,8 +297,9 @@ class Interrupted(SystemExit):
     """Training was stopped by Ctrl-C; the run resumes when the same command is run again."""
 
 
-def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamodule, cases, split, loggers,
-                          resume_from: Path | None) -> dict[str, Any] | None:
+def _fit_predict_evaluate(
+    cfg, run_dir: RunDir, config, trainer, module, datamodule, cases, split, loggers, resume_from: Path | None
+) -> dict[str, Any] | None:
     """Fit (resuming from ``resume_from``), predict ``cases`` of ``split``, evaluate, write ``done``."""
     import signal
 
@@ -259,8 +318,10 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C after the first
     train_seconds = time.time() - started
     if trainer.interrupted or trainer.current_epoch < trainer.max_epochs:
-        raise RuntimeError(f"training stopped at epoch {trainer.current_epoch} of {trainer.max_epochs}; "
-                           "rerun the same command to resume from checkpoints/last.ckpt")
+        raise RuntimeError(
+            f"training stopped at epoch {trainer.current_epoch} of {trainer.max_epochs}; "
+            "rerun the same command to resume from checkpoints/last.ckpt"
+        )
     if not rank_zero():
         return None
 
@@ -269,16 +330,27 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
     empty = predict_cases(module, datamodule, cases, split, pred_dir, cfg)
     fov = cfg.dataset.get("fov_masks")
     masks = layout.root / f"{fov}{split}" if cfg.evaluation.fov_masks and fov else None
-    summary = evaluate_folder(pred_dir, layout.root / f"labels{split}", run_dir.path,
-                              dataset_json=layout.root / "dataset.json", cases=cases, mask_dir=masks,
-                              num_workers=int(cfg.evaluation.num_workers))
+    summary = evaluate_folder(
+        pred_dir,
+        layout.root / f"labels{split}",
+        run_dir.path,
+        dataset_json=layout.root / "dataset.json",
+        cases=cases,
+        mask_dir=masks,
+        num_workers=int(cfg.evaluation.num_workers),
+    )
     val_cases = [c.name for c in datamodule.val_cases]
     if cfg.get("objective") and (split, cases) != ("Tr", val_cases):  # a test-set dataset: score the validation fold
         predict_cases(module, datamodule, val_cases, "Tr", run_dir / "validation" / "predictions", cfg)
-        evaluate_folder(run_dir / "validation" / "predictions", layout.root / "labelsTr", run_dir / "validation",
-                        dataset_json=layout.root / "dataset.json", cases=val_cases,
-                        mask_dir=layout.root / f"{fov}Tr" if masks is not None else None,
-                        num_workers=int(cfg.evaluation.num_workers))
+        evaluate_folder(
+            run_dir / "validation" / "predictions",
+            layout.root / "labelsTr",
+            run_dir / "validation",
+            dataset_json=layout.root / "dataset.json",
+            cases=val_cases,
+            mask_dir=layout.root / f"{fov}Tr" if masks is not None else None,
+            num_workers=int(cfg.evaluation.num_workers),
+        )
     headline = {k: v["mean"] for k, v in summary["headline"].items()}
     for logger in loggers:
         logger.log_metrics({f"test/{k}": v for k, v in headline.items() if v is not None})
@@ -289,10 +361,19 @@ def _fit_predict_evaluate(cfg, run_dir: RunDir, config, trainer, module, datamod
         logger.finalize("success")
     import torch
 
-    gpu = {"peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3)} if torch.cuda.is_available() else {}
-    run_dir.mark_done(config, train_seconds=round(train_seconds, 1), evaluated_split=split, n_cases=len(cases),
-                      empty_predictions=empty, headline=headline,
-                      data_fingerprint=dataset_fingerprint(layout.root / "dataset.json"), **gpu)
+    gpu = (
+        {"peak_gpu_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3)} if torch.cuda.is_available() else {}
+    )
+    run_dir.mark_done(
+        config,
+        train_seconds=round(train_seconds, 1),
+        evaluated_split=split,
+        n_cases=len(cases),
+        empty_predictions=empty,
+        headline=headline,
+        data_fingerprint=dataset_fingerprint(layout.root / "dataset.json"),
+        **gpu,
+    )
     if empty == len(cases):
         print(f"[skelrecall] {run_dir.path}: every prediction is empty: this run did not train (tables say so)")
     print(f"[skelrecall] {run_dir.path}: " + ", ".join(f"{k}={v:.4g}" for k, v in headline.items() if v is not None))
@@ -308,8 +389,9 @@ def objective_value(cfg: DictConfig, run_dir: RunDir) -> float | None:
     summary = json.loads(path.read_text()) if path.exists() else run_dir.summary()  # cross-validation: the same cases
     value = summary["headline"].get(cfg.objective.metric, {}).get("mean")
     if value is None:
-        raise ConfigError(f"objective.metric {cfg.objective.metric!r} is not in {path}; "
-                          f"available: {', '.join(summary['headline'])}")
+        raise ConfigError(
+            f"objective.metric {cfg.objective.metric!r} is not in {path}; available: {', '.join(summary['headline'])}"
+        )
     print(f"[skelrecall] {run_dir.path}: objective validation {cfg.objective.metric} = {value:.4g}")
     return float(value)
 

@@ -58,19 +58,42 @@ GB = 1e9
 RSS_GOAL_GB = 3.0
 
 FULL = {
-    "cases": 176, "shape": (170, 300, 300), "patch": [80, 160, 192], "batch": 2, "workers": 2, "steps": 300,
-    "subsets": (4, 12), "subset_steps": 20,
-    "throughput": {"synthetic_2d": dict(num_train=10), "synthetic_canal": dict(num_train=6),
-                   "toothfairy-size": dict(cases=6, shape=(170, 300, 300), patch=[80, 160, 192])},
-    "rounds": 3, "min_samples": 6, "min_seconds": 4.0, "crops": 200,
+    "cases": 176,
+    "shape": (170, 300, 300),
+    "patch": [80, 160, 192],
+    "batch": 2,
+    "workers": 2,
+    "steps": 300,
+    "subsets": (4, 12),
+    "subset_steps": 20,
+    "throughput": {
+        "synthetic_2d": dict(num_train=10),
+        "synthetic_canal": dict(num_train=6),
+        "toothfairy-size": dict(cases=6, shape=(170, 300, 300), patch=[80, 160, 192]),
+    },
+    "rounds": 3,
+    "min_samples": 6,
+    "min_seconds": 4.0,
+    "crops": 200,
 }
 QUICK = {
-    "cases": 4, "shape": (24, 40, 40), "patch": [8, 16, 16], "batch": 2, "workers": 1, "steps": 3,
-    "subsets": (1, 2), "subset_steps": 2,
-    "throughput": {"synthetic_2d": dict(num_train=2, size=64, patch=[32, 32]),
-                   "synthetic_canal": dict(num_train=2, shape=(16, 32, 32), patch=[8, 16, 16]),
-                   "toothfairy-size": dict(cases=3, shape=(24, 40, 40), patch=[8, 16, 16])},
-    "rounds": 1, "min_samples": 2, "min_seconds": 0.0, "crops": 5,
+    "cases": 4,
+    "shape": (24, 40, 40),
+    "patch": [8, 16, 16],
+    "batch": 2,
+    "workers": 1,
+    "steps": 3,
+    "subsets": (1, 2),
+    "subset_steps": 2,
+    "throughput": {
+        "synthetic_2d": dict(num_train=2, size=64, patch=[32, 32]),
+        "synthetic_canal": dict(num_train=2, shape=(16, 32, 32), patch=[8, 16, 16]),
+        "toothfairy-size": dict(cases=3, shape=(24, 40, 40), patch=[8, 16, 16]),
+    },
+    "rounds": 1,
+    "min_samples": 2,
+    "min_seconds": 0.0,
+    "crops": 5,
 }
 
 
@@ -108,8 +131,9 @@ def toothfairy_like(folder: Path, cases: int, shape: tuple[int, int, int], seed:
         write_image(folder / "imagesTr" / f"{name}_0000.npy", image)
         write_image(folder / "labelsTr" / f"{name}.npy", label)
         del image, label
-    write_dataset_json(folder, channel_names={0: "CBCT"}, labels={"background": 0, "canal": 1},
-                       num_training=cases, file_ending=".npy")
+    write_dataset_json(
+        folder, channel_names={0: "CBCT"}, labels={"background": 0, "canal": 1}, num_training=cases, file_ending=".npy"
+    )
     write_json(folder / "splits.json", [{"train": names[:-2], "val": names[-2:]}])
     return folder
 
@@ -139,10 +163,20 @@ def train_like(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(1)
     started = time.perf_counter()
     dm = SegmentationDataModule(
-        DatasetLayout.open(spec["folder"]), dims=3, patch_size=spec["patch"], batch_size=spec["batch"],
-        iterations_per_epoch=spec["steps"], normalization="ct", augmentation=spec["augmentation"],
-        num_workers=spec["workers"], max_train_cases=spec.get("max_train_cases"), skeleton=True,
-        cache=spec["cache"], cache_dir=spec.get("cache_dir"), seed=0)
+        DatasetLayout.open(spec["folder"]),
+        dims=3,
+        patch_size=spec["patch"],
+        batch_size=spec["batch"],
+        iterations_per_epoch=spec["steps"],
+        normalization="ct",
+        augmentation=spec["augmentation"],
+        num_workers=spec["workers"],
+        max_train_cases=spec.get("max_train_cases"),
+        skeleton=True,
+        cache=spec["cache"],
+        cache_dir=spec.get("cache_dir"),
+        seed=0,
+    )
     with contextlib.redirect_stdout(sys.stderr):
         dm.setup()
     setup_s = time.perf_counter() - started
@@ -155,9 +189,15 @@ def train_like(spec: dict[str, Any]) -> dict[str, Any]:
     draw_s = time.perf_counter() - started
     del loader, batch
     gc.collect()  # the loader's workers exit and are waited for
-    return {"train_cases": len(dm.train_cases), "setup_s": setup_s, "draw_s": draw_s, "patches": patches,
-            "rss_after_setup": after_setup, "rss_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "rss_worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
+    return {
+        "train_cases": len(dm.train_cases),
+        "setup_s": setup_s,
+        "draw_s": draw_s,
+        "patches": patches,
+        "rss_after_setup": after_setup,
+        "rss_main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+    }
 
 
 def measure_in_fresh_process(spec: dict[str, Any], interval: float = 0.25) -> dict[str, Any]:
@@ -165,8 +205,12 @@ def measure_in_fresh_process(spec: dict[str, Any], interval: float = 0.25) -> di
     resident memory over that process and its loader workers, sampled from here with psutil (``-1``
     without psutil; no sampling thread inside the measured process, whose workers are forked)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "skelrecall.bench.cache", "--measure", json.dumps(spec)],
-                                stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "skelrecall.bench.cache", "--measure", json.dumps(spec)],
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
         peak = _sample_tree(proc, interval)
         out.seek(0)
         err.seek(0)
@@ -199,45 +243,86 @@ def measure_memory(root: Path, plan: dict) -> tuple[list[dict[str, Any]], dict[s
     root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(root).free
     if free < need:
-        raise SystemExit(f"cache benchmark: {root} has {free / GB:.1f} GB free, needs about {need / GB:.1f} GB "
-                         "(set TMPDIR to a folder with more space)")
+        raise SystemExit(
+            f"cache benchmark: {root} has {free / GB:.1f} GB free, needs about {need / GB:.1f} GB "
+            "(set TMPDIR to a folder with more space)"
+        )
     progress(f"writing {n} volumes of {'x'.join(map(str, shape))} to {root}")
     started = time.perf_counter()
     folder = toothfairy_like(root / "nnUNet_raw" / "Dataset990_ToothFairySize", n, shape)
-    data = {"cases": n, "shape": "x".join(map(str, shape)), "source_gb": folder_bytes(folder) / GB,
-            "images_gb": folder_bytes(folder / "imagesTr") / GB, "write_s": time.perf_counter() - started}
+    data = {
+        "cases": n,
+        "shape": "x".join(map(str, shape)),
+        "source_gb": folder_bytes(folder) / GB,
+        "images_gb": folder_bytes(folder / "imagesTr") / GB,
+        "write_s": time.perf_counter() - started,
+    }
     progress(f"dataset: {data['source_gb']:.2f} GB ({data['images_gb']:.2f} GB images) in {data['write_s']:.0f} s")
-    base = {"folder": str(folder), "patch": plan["patch"], "batch": plan["batch"], "workers": plan["workers"],
-            "augmentation": augmentation()}
+    base = {
+        "folder": str(folder),
+        "patch": plan["patch"],
+        "batch": plan["batch"],
+        "workers": plan["workers"],
+        "augmentation": augmentation(),
+    }
     cache_dir = str(root / "cache" / folder.name)
-    runs = [("cache, first run (builds the cache)", {"cache": True, "cache_dir": cache_dir, "steps": plan["steps"]}),
-            ("cache, later run (opens the cache)", {"cache": True, "cache_dir": cache_dir, "steps": plan["steps"]})]
-    runs += [(f"in memory, {k} training cases (measured)",
-              {"cache": False, "steps": plan["subset_steps"], "max_train_cases": k}) for k in plan["subsets"]]
+    runs = [
+        ("cache, first run (builds the cache)", {"cache": True, "cache_dir": cache_dir, "steps": plan["steps"]}),
+        ("cache, later run (opens the cache)", {"cache": True, "cache_dir": cache_dir, "steps": plan["steps"]}),
+    ]
+    runs += [
+        (
+            f"in memory, {k} training cases (measured)",
+            {"cache": False, "steps": plan["subset_steps"], "max_train_cases": k},
+        )
+        for k in plan["subsets"]
+    ]
     rows = []
     for name, spec in runs:
         progress(f"{name} ...")
         r = measure_in_fresh_process({**base, **spec})
         if spec["cache"] and "first" in name:
             data["cache_gb"] = folder_bytes(Path(cache_dir)) / GB
-        rows.append({"kind": "memory", "name": name, "train_cases": r["train_cases"], "steps": spec["steps"],
-                     "workers": plan["workers"], "setup_s": r["setup_s"], "patches_per_s": r["patches"] / r["draw_s"],
-                     "peak_rss_main_gb": r["rss_main"] / GB, "rss_after_setup_gb": r["rss_after_setup"] / GB,
-                     "peak_rss_worker_gb": r["rss_worker"] / GB,
-                     "peak_rss_tree_sum_gb": r["rss_tree_sum"] / GB if r["rss_tree_sum"] >= 0 else math.nan,
-                     "extrapolated": False})
-        progress(f"{name}: peak RSS {rows[-1]['peak_rss_main_gb']:.2f} GB (largest worker "
-                 f"{rows[-1]['peak_rss_worker_gb']:.2f} GB), setup {r['setup_s']:.0f} s, "
-                 f"{rows[-1]['patches_per_s']:.2f} patches/s")
+        rows.append(
+            {
+                "kind": "memory",
+                "name": name,
+                "train_cases": r["train_cases"],
+                "steps": spec["steps"],
+                "workers": plan["workers"],
+                "setup_s": r["setup_s"],
+                "patches_per_s": r["patches"] / r["draw_s"],
+                "peak_rss_main_gb": r["rss_main"] / GB,
+                "rss_after_setup_gb": r["rss_after_setup"] / GB,
+                "peak_rss_worker_gb": r["rss_worker"] / GB,
+                "peak_rss_tree_sum_gb": r["rss_tree_sum"] / GB if r["rss_tree_sum"] >= 0 else math.nan,
+                "extrapolated": False,
+            }
+        )
+        progress(
+            f"{name}: peak RSS {rows[-1]['peak_rss_main_gb']:.2f} GB (largest worker "
+            f"{rows[-1]['peak_rss_worker_gb']:.2f} GB), setup {r['setup_s']:.0f} s, "
+            f"{rows[-1]['patches_per_s']:.2f} patches/s"
+        )
     (k1, m1), (k2, m2) = [(r["train_cases"], r) for r in rows if r["name"].startswith("in memory")]
     full_train = rows[0]["train_cases"]
     extra = {}
     for key in ("peak_rss_main_gb", "rss_after_setup_gb", "peak_rss_worker_gb", "peak_rss_tree_sum_gb"):
         slope = (m2[key] - m1[key]) / (k2 - k1)
         extra[key] = m2[key] + slope * (full_train - k2)
-    rows.append({"kind": "memory", "name": f"in memory, {full_train} training cases (EXTRAPOLATED from {k1} and {k2})",
-                 "train_cases": full_train, "steps": math.nan, "workers": plan["workers"], "setup_s": math.nan,
-                 "patches_per_s": math.nan, **extra, "extrapolated": True})
+    rows.append(
+        {
+            "kind": "memory",
+            "name": f"in memory, {full_train} training cases (EXTRAPOLATED from {k1} and {k2})",
+            "train_cases": full_train,
+            "steps": math.nan,
+            "workers": plan["workers"],
+            "setup_s": math.nan,
+            "patches_per_s": math.nan,
+            **extra,
+            "extrapolated": True,
+        }
+    )
     return rows, data
 
 
@@ -252,8 +337,14 @@ def small_dataset(name: str, root: Path, options: dict) -> tuple[Path, dict]:
     if name == "toothfairy-size":
         patch = options.pop("patch")
         folder = toothfairy_like(root / name, options["cases"], tuple(options["shape"]), seed=1)
-        return folder, {"dims": 3, "patch": patch, "normalization": "ct", "ignore_label": None,
-                        "augmentation": augmentation("toothfairy"), "fg": 0.333}
+        return folder, {
+            "dims": 3,
+            "patch": patch,
+            "normalization": "ct",
+            "ignore_label": None,
+            "augmentation": augmentation("toothfairy"),
+            "fg": 0.333,
+        }
     from skelrecall.data.synthetic import canal3d, tubes2d
 
     cfg = compose([f"dataset={name}"])
@@ -261,16 +352,22 @@ def small_dataset(name: str, root: Path, options: dict) -> tuple[Path, dict]:
     gen = {"synthetic_2d": tubes2d.generate, "synthetic_canal": canal3d.generate}[name]
     with contextlib.redirect_stdout(io.StringIO()):
         folder = gen(root / name, seed=0, num_test=0, folds=2, progress=False, **options)
-    return folder, {"dims": int(cfg.dataset.dims), "patch": patch, "normalization": str(cfg.dataset.normalization),
-                    "ignore_label": cfg.dataset.ignore_label, "augmentation": augmentation(name),
-                    "fg": float(cfg.data.foreground_fraction)}
+    return folder, {
+        "dims": int(cfg.dataset.dims),
+        "patch": patch,
+        "normalization": str(cfg.dataset.normalization),
+        "ignore_label": cfg.dataset.ignore_label,
+        "augmentation": augmentation(name),
+        "fg": float(cfg.data.foreground_fraction),
+    }
 
 
 def _time_samples(ds, epoch: int, plan: dict):
     """Timed ``ds[(epoch, i)]`` for i = 0, 1, ... (see ``plan``)."""
     keys = iter(range(10**9))
-    return time_calls(lambda: ds[(epoch, next(keys))], plan["min_samples"], min_seconds=plan["min_seconds"],
-                      max_calls=10**6)
+    return time_calls(
+        lambda: ds[(epoch, next(keys))], plan["min_samples"], min_seconds=plan["min_seconds"], max_calls=10**6
+    )
 
 
 def _time_crops(cases, patch: tuple[int, ...], seed: int, calls: int):
@@ -296,14 +393,32 @@ def measure_throughput(name: str, root: Path, plan: dict) -> list[dict[str, Any]
     folder, s = small_dataset(name, root, plan["throughput"][name])
     sides = {}
     for side in ("cache", "memory"):
-        dm = SegmentationDataModule(DatasetLayout.open(folder), dims=s["dims"], patch_size=s["patch"], batch_size=1,
-                                    iterations_per_epoch=1, normalization=s["normalization"],
-                                    ignore_label=s["ignore_label"], cache=side == "cache",
-                                    cache_dir=root / "cache" / folder.name)
+        dm = SegmentationDataModule(
+            DatasetLayout.open(folder),
+            dims=s["dims"],
+            patch_size=s["patch"],
+            batch_size=1,
+            iterations_per_epoch=1,
+            normalization=s["normalization"],
+            ignore_label=s["ignore_label"],
+            cache=side == "cache",
+            cache_dir=root / "cache" / folder.name,
+        )
         with contextlib.redirect_stdout(io.StringIO()):
             dm.setup()
-        sides[side] = (dm.train_cases, PatchDataset(dm.train_cases, s["patch"], s["fg"], s["augmentation"], s["dims"],
-                                                    skeleton=True, ignore_label=s["ignore_label"], seed=0))
+        sides[side] = (
+            dm.train_cases,
+            PatchDataset(
+                dm.train_cases,
+                s["patch"],
+                s["fg"],
+                s["augmentation"],
+                s["dims"],
+                skeleton=True,
+                ignore_label=s["ignore_label"],
+                seed=0,
+            ),
+        )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker
     try:
@@ -315,7 +430,7 @@ def measure_throughput(name: str, root: Path, plan: dict) -> list[dict[str, Any]
         crops: dict[str, list[float]] = {"cache": [], "memory": []}
         totals = {side: [0, 0.0, 0, 0.0] for side in sides}
         for rnd in range(plan["rounds"]):
-            for side in (("cache", "memory") if rnd % 2 == 0 else ("memory", "cache")):
+            for side in ("cache", "memory") if rnd % 2 == 0 else ("memory", "cache"):
                 cases, ds = sides[side]
                 timed = _time_samples(ds, rnd + 1, plan)
                 timed_crop = _time_crops(cases, tuple(s["patch"]), rnd, plan["crops"])
@@ -329,12 +444,32 @@ def measure_throughput(name: str, root: Path, plan: dict) -> list[dict[str, Any]
         torch.set_num_threads(threads)
     rows = []
     for side in ("cache", "memory"):
-        common = {"kind": "throughput", "dataset": name, "patch": "x".join(map(str, s["patch"])), "side": side,
-                  "train_cases": len(sides[side][0]), "identical": True}
-        rows.append({**common, "name": f"{side}: PatchDataset (augmentation + skeleton)", "items": totals[side][0],
-                     "wall_s": totals[side][1], "items_per_s": statistics.median(samples[side])})
-        rows.append({**common, "name": f"{side}: crop_patch only", "items": totals[side][2],
-                     "wall_s": totals[side][3], "items_per_s": statistics.median(crops[side])})
+        common = {
+            "kind": "throughput",
+            "dataset": name,
+            "patch": "x".join(map(str, s["patch"])),
+            "side": side,
+            "train_cases": len(sides[side][0]),
+            "identical": True,
+        }
+        rows.append(
+            {
+                **common,
+                "name": f"{side}: PatchDataset (augmentation + skeleton)",
+                "items": totals[side][0],
+                "wall_s": totals[side][1],
+                "items_per_s": statistics.median(samples[side]),
+            }
+        )
+        rows.append(
+            {
+                **common,
+                "name": f"{side}: crop_patch only",
+                "items": totals[side][2],
+                "wall_s": totals[side][3],
+                "items_per_s": statistics.median(crops[side]),
+            }
+        )
     return rows
 
 
@@ -361,13 +496,26 @@ def run(out_dir: str = "reports/bench", quick: bool = False) -> None:
         shutil.rmtree(root, ignore_errors=True)
     table = pd.DataFrame(rows)
     report = render_report(table, data, plan, quick, time.time() - started, load_before, load_average(), machine)
-    write_outputs(out_dir, {"cache.csv": lambda p: table.to_csv(p, index=False, float_format="%.5g"),
-                            "cache.md": lambda p: p.write_text(report)})
+    write_outputs(
+        out_dir,
+        {
+            "cache.csv": lambda p: table.to_csv(p, index=False, float_format="%.5g"),
+            "cache.md": lambda p: p.write_text(report),
+        },
+    )
     print(report)
 
 
-def render_report(table, data: dict[str, Any], plan: dict, quick: bool, elapsed: float,
-                  load_before: tuple[float, ...], load_after: tuple[float, ...], machine: dict[str, str]) -> str:
+def render_report(
+    table,
+    data: dict[str, Any],
+    plan: dict,
+    quick: bool,
+    elapsed: float,
+    load_before: tuple[float, ...],
+    load_after: tuple[float, ...],
+    machine: dict[str, str],
+) -> str:
     """The Markdown report (see the module docstring)."""
     mem = table[table["kind"] == "memory"]
     cached = mem[mem["name"].str.startswith("cache")]
@@ -376,19 +524,53 @@ def render_report(table, data: dict[str, Any], plan: dict, quick: bool, elapsed:
     tree = float(cached["peak_rss_tree_sum_gb"].max())
     extrapolated = mem[mem["extrapolated"].astype(bool)].iloc[0]
     memory_table = markdown_table(
-        ["run", "training cases", "steps (batch 2)", "setup (s)", "patches/s", "peak RSS main (GB)",
-         "RSS after setup (GB)", "peak RSS largest worker (GB)", "peak sum over processes (GB)"],
-        [[r["name"], int(r["train_cases"]), "" if math.isnan(r["steps"]) else int(r["steps"]),
-          *(("" if math.isnan(r[k]) else float(r[k])) for k in ("setup_s", "patches_per_s", "peak_rss_main_gb",
-                                                                 "rss_after_setup_gb", "peak_rss_worker_gb",
-                                                                 "peak_rss_tree_sum_gb"))]
-         for _, r in mem.iterrows()], floatfmt=".3g")
+        [
+            "run",
+            "training cases",
+            "steps (batch 2)",
+            "setup (s)",
+            "patches/s",
+            "peak RSS main (GB)",
+            "RSS after setup (GB)",
+            "peak RSS largest worker (GB)",
+            "peak sum over processes (GB)",
+        ],
+        [
+            [
+                r["name"],
+                int(r["train_cases"]),
+                "" if math.isnan(r["steps"]) else int(r["steps"]),
+                *(
+                    ("" if math.isnan(r[k]) else float(r[k]))
+                    for k in (
+                        "setup_s",
+                        "patches_per_s",
+                        "peak_rss_main_gb",
+                        "rss_after_setup_gb",
+                        "peak_rss_worker_gb",
+                        "peak_rss_tree_sum_gb",
+                    )
+                ),
+            ]
+            for _, r in mem.iterrows()
+        ],
+        floatfmt=".3g",
+    )
     thr = table[table["kind"] == "throughput"]
     thr_rows = []
     for (ds, what), grp in thr.assign(what=thr["name"].str.split(": ").str[1]).groupby(["dataset", "what"], sort=False):
         g = grp.set_index("side")["items_per_s"]
-        thr_rows.append([ds, grp["patch"].iloc[0], what, float(g["cache"]), float(g["memory"]),
-                         float(g["cache"] / g["memory"]), "yes" if grp["identical"].all() else "NO"])
+        thr_rows.append(
+            [
+                ds,
+                grp["patch"].iloc[0],
+                what,
+                float(g["cache"]),
+                float(g["memory"]),
+                float(g["cache"] / g["memory"]),
+                "yes" if grp["identical"].all() else "NO",
+            ]
+        )
     met = peak < RSS_GOAL_GB
     lines = [
         "# Preprocessed cache: memory and loader throughput"
@@ -400,7 +582,8 @@ def render_report(table, data: dict[str, Any], plan: dict, quick: bool, elapsed:
         f"- load average (1, 5, 15 min) before: {format_load(load_before)}; after: {format_load(load_after)}",
         "",
         f"Everything measured in one run ({elapsed / 60:.1f} min): `skelrecall-bench cache"
-        + (" --quick" if quick else "") + "`. GB = 10^9 bytes.",
+        + (" --quick" if quick else "")
+        + "`. GB = 10^9 bytes.",
         "",
         "## 1. Peak memory of a training process on a large 3D dataset",
         "",
@@ -435,8 +618,11 @@ def render_report(table, data: dict[str, Any], plan: dict, quick: bool, elapsed:
         f"{plan['rounds']} rounds alternating the two sides; page cache warm. `identical`: both sides gave "
         "bit-identical samples (image, label, skeleton) for the same keys.",
         "",
-        markdown_table(["dataset", "patch", "what", "cache (/s)", "in memory (/s)", "cache / memory", "identical"],
-                       thr_rows, floatfmt=".3g"),
+        markdown_table(
+            ["dataset", "patch", "what", "cache (/s)", "in memory (/s)", "cache / memory", "identical"],
+            thr_rows,
+            floatfmt=".3g",
+        ),
         "",
         "Raw measurements: `cache.csv` (kind = memory or throughput).",
         "",

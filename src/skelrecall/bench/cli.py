@@ -18,11 +18,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("suite", choices=[*SUITES, "all"])
     parser.add_argument("--out", default="reports/bench", help="output folder (default: reports/bench)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a fast check of the code path")
-    parser.add_argument("--sizes", choices=["paper", "cpu"], help="losses: the paper's sizes (2D 2x512x512, "
-                        "3D 2x80x160x192; default on a GPU) or reduced ones (default on CPU)")
-    parser.add_argument("--render-only", action="store_true",
-                        help="losses: rebuild losses.{csv,md} and losses_overhead.png from the raw files in --out "
-                             "(losses_raw.csv, losses_paired.csv, losses_run.json) without measuring")
+    parser.add_argument(
+        "--sizes",
+        choices=["paper", "cpu"],
+        help="losses: the paper's sizes (2D 2x512x512, "
+        "3D 2x80x160x192; default on a GPU) or reduced ones (default on CPU)",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="losses: rebuild losses.{csv,md} and losses_overhead.png from the raw files in --out "
+        "(losses_raw.csv, losses_paired.csv, losses_run.json) without measuring",
+    )
     args = parser.parse_args(argv)
     if args.render_only:
         if args.suite != "losses":

@@ -13,7 +13,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-
 # --- the machine ----------------------------------------------------------------------------------
 
 
@@ -65,7 +64,7 @@ def machine_description(packages: Iterable[str] = ()) -> dict[str, str]:
     ram = memory_gib()
     info = {
         "CPU": f"{cpu_model()}, {os.cpu_count()} logical cores ({usable_cores()} usable by this process)"
-               + (f", {ram:.0f} GiB RAM" if ram is not None else ""),
+        + (f", {ram:.0f} GiB RAM" if ram is not None else ""),
         "GPU": gpu_name(),
         "Python": platform.python_version(),
         "platform": platform.platform(),
@@ -125,8 +124,9 @@ class Timings:
         return math.fsum(self.cpu)
 
 
-def time_calls(fn: Callable[[], Any], calls: int = 1, *, min_seconds: float = 0.0,
-               max_calls: int | None = None) -> Timings:
+def time_calls(
+    fn: Callable[[], Any], calls: int = 1, *, min_seconds: float = 0.0, max_calls: int | None = None
+) -> Timings:
     """Call ``fn`` at least ``calls`` times and until the calls took ``min_seconds`` of wall time
     together, at most ``max_calls`` times; time each call (``time.perf_counter`` and
     ``time.process_time``)."""

@@ -31,9 +31,18 @@ LOSSES = ("dice_ce", "skeleton_recall")
 
 
 def overrides(steps: int) -> list[str]:
-    return ["trainer.accelerator=gpu", "trainer.devices=1", "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
-            f"data.iterations_per_epoch={steps}", "trainer.check_val_every_n_epoch=1000", "data.max_val_cases=1",
-            "data.max_test_cases=1", "logger=none", "trainer.enable_progress_bar=false"]
+    return [
+        "trainer.accelerator=gpu",
+        "trainer.devices=1",
+        "trainer.precision=bf16-mixed",
+        "trainer.max_epochs=1",
+        f"data.iterations_per_epoch={steps}",
+        "trainer.check_val_every_n_epoch=1000",
+        "data.max_val_cases=1",
+        "data.max_test_cases=1",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+    ]
 
 
 def run(out_dir: str = "reports/bench", steps: int = 300) -> Path:
@@ -55,8 +64,13 @@ def run(out_dir: str = "reports/bench", steps: int = 300) -> Path:
                 synthetic_dataset(dataset, synthetic_root)
             for loss in LOSSES:
                 print(f"[gpu-check] {experiment}, {loss}: {steps} steps ...", flush=True)
-                row = run_experiment(experiment, real_root if real else synthetic_root, runs_root,
-                                     [f"loss={loss}", *overrides(steps)], steps=steps)
+                row = run_experiment(
+                    experiment,
+                    real_root if real else synthetic_root,
+                    runs_root,
+                    [f"loss={loss}", *overrides(steps)],
+                    steps=steps,
+                )
                 row.update(loss=loss, data="converted" if real else "synthetic")
                 rows.append(row)
                 if not row["ok"]:
@@ -74,25 +88,54 @@ def write_report(rows: list[dict[str, Any]], out: Path, steps: int) -> Path:
         value = row["done"].get(key) if key == "peak_gpu_memory_gb" else row.get(key)
         return format(value, fmt) if isinstance(value, (int, float)) else ""
 
-    table = markdown_table(["experiment", "loss", "data", "status", "steps / s", "peak GPU memory (GB)"], [
-        (r["experiment"], r["loss"], r["data"], "ok" if r["ok"] else "FAILED",
-         f"{1 / r['step_s']:.2f}" if r.get("step_s") else "", cell(r, "peak_gpu_memory_gb", ".2f")) for r in rows])
+    table = markdown_table(
+        ["experiment", "loss", "data", "status", "steps / s", "peak GPU memory (GB)"],
+        [
+            (
+                r["experiment"],
+                r["loss"],
+                r["data"],
+                "ok" if r["ok"] else "FAILED",
+                f"{1 / r['step_s']:.2f}" if r.get("step_s") else "",
+                cell(r, "peak_gpu_memory_gb", ".2f"),
+            )
+            for r in rows
+        ],
+    )
     overhead = []
     for experiment in EXPERIMENTS:
         base = next((r for r in rows if r["experiment"] == experiment and r["loss"] == "dice_ce" and r["ok"]), None)
-        srl = next((r for r in rows if r["experiment"] == experiment and r["loss"] == "skeleton_recall" and r["ok"]), None)
+        srl = next(
+            (r for r in rows if r["experiment"] == experiment and r["loss"] == "skeleton_recall" and r["ok"]), None
+        )
         if base and srl:
-            overhead.append((experiment, f"{100 * (srl['step_s'] / base['step_s'] - 1):+.1f} %",
-                             f"{100 * (srl['done']['peak_gpu_memory_gb'] / base['done']['peak_gpu_memory_gb'] - 1):+.1f} %"))
-    text = "\n".join([
-        "# GPU check", "",
-        f"Written by `make gpu-check` (`python -m skelrecall.bench.gpu_check`): {steps} optimizer steps per "
-        "experiment and loss with `profile=paper` (bf16 mixed precision); step time from the training time "
-        "of the run (data loading included), peak memory over the process.", "",
-        *machine_lines(machine_description(("torch", "lightning", "monai"))), "", table, "",
-        "## Skeleton Recall over Dice+CE (same run)", "",
-        markdown_table(["experiment", "step time", "peak GPU memory"], overhead) if overhead else "not measured",
-        "", "Per-loss step time and memory at the paper's patch sizes: `gpu/losses.md`.", ""])
+            overhead.append(
+                (
+                    experiment,
+                    f"{100 * (srl['step_s'] / base['step_s'] - 1):+.1f} %",
+                    f"{100 * (srl['done']['peak_gpu_memory_gb'] / base['done']['peak_gpu_memory_gb'] - 1):+.1f} %",
+                )
+            )
+    text = "\n".join(
+        [
+            "# GPU check",
+            "",
+            f"Written by `make gpu-check` (`python -m skelrecall.bench.gpu_check`): {steps} optimizer steps per "
+            "experiment and loss with `profile=paper` (bf16 mixed precision); step time from the training time "
+            "of the run (data loading included), peak memory over the process.",
+            "",
+            *machine_lines(machine_description(("torch", "lightning", "monai"))),
+            "",
+            table,
+            "",
+            "## Skeleton Recall over Dice+CE (same run)",
+            "",
+            markdown_table(["experiment", "step time", "peak GPU memory"], overhead) if overhead else "not measured",
+            "",
+            "Per-loss step time and memory at the paper's patch sizes: `gpu/losses.md`.",
+            "",
+        ]
+    )
     return atomic_write(out / "gpu.md", lambda tmp: tmp.write_text(text))
 
 

@@ -29,8 +29,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cc3d
 import numpy as np
@@ -39,11 +40,11 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
 from skelrecall.bench.common import format_load, load_average, machine_description, time_calls
-from skelrecall.render import markdown_table
 from skelrecall.io import atomic_write, write_image
 from skelrecall.metrics import betti_errors, betti_numbers, cldice, dice, evaluate_case
 from skelrecall.metrics._util import bbox_slices
 from skelrecall.metrics.topology import euler_characteristic_padded
+from skelrecall.render import markdown_table
 
 SPEEDUP_GOAL = 100.0  # betti_numbers vs gudhi
 BETTI_SECONDS_GOAL = 3.0  # Betti numbers of the 512x512x256 pair
@@ -230,7 +231,8 @@ def reference_evaluate_case(pred: np.ndarray, gt: np.ndarray, labels: dict[str, 
     bp, bg = _ref_betti(p), _ref_betti(g)
     total = int(np.count_nonzero(p)) + int(np.count_nonzero(g))
     row: dict[str, Any] = {"class": name, "class_id": value, "headline": True,
-                           "dice": float("nan") if total == 0 else 2.0 * int(np.count_nonzero(p & g)) / total}  # fmt: skip
+                           "dice": float("nan") if total == 0
+                           else 2.0 * int(np.count_nonzero(p & g)) / total}  # fmt: skip
     tprec, tsens = _ref_term(_ref_skeleton(p), g), _ref_term(_ref_skeleton(g), p)
     row["cldice"] = 0.0 if tprec + tsens == 0 else 2.0 * tprec * tsens / (tprec + tsens)
     for k in range(p.ndim):
@@ -313,8 +315,11 @@ PACKAGES = ("numpy", "connected-components-3d", "scikit-image", "scipy", "gudhi"
 
 def machine() -> dict[str, str]:
     """The machine (``bench.common.machine_description``), the load at start and this process's priority."""
-    return {**machine_description(PACKAGES), "load average at start (1, 5, 15 min)": _load(),
-            "process priority (nice)": _priority()}
+    return {
+        **machine_description(PACKAGES),
+        "load average at start (1, 5, 15 min)": _load(),
+        "process priority (nice)": _priority(),
+    }
 
 
 def _metric_values(row: dict[str, Any]) -> dict[str, Any]:
@@ -408,7 +413,7 @@ def run(out_dir: str, quick: bool) -> None:
     dist = {"hd95_seconds": dist_t["hd95"], "assd_seconds": dist_t["assd"], "both_seconds": dist_t["hd95+assd"],
             "hd95": dist_r["hd95+assd"][0]["hd95"], "assd": dist_r["hd95+assd"][0]["assd"]}  # fmt: skip
     record("surface_distances_vessel_tree", size_txt, dist)
-    del pred, gt, pred8, gt8
+    pred = gt = pred8 = gt8 = None  # free the volumes before the next part
 
     # 3. (b) scattered structures
     n_pieces, n_blobs = (20, 10) if quick else (300, 100)
@@ -428,7 +433,7 @@ def run(out_dir: str, quick: bool) -> None:
         "identical_to_today": _same(scat_r["evaluate_case"], scat_r["today's evaluate_case"]),
     }  # fmt: skip
     record("evaluate_scattered", size_txt, scattered)
-    del spred, sgt, sp8, sg8
+    spred = sgt = sp8 = sg8 = None
 
     # 4. (c) a folder through evaluate_folder with 1 and 2 workers
     from skelrecall.evaluate import evaluate_folder
@@ -481,7 +486,7 @@ def run(out_dir: str, quick: bool) -> None:
 
 def _betti_matching_timings(quick: bool) -> dict[str, dict[str, Any]]:
     try:
-        from skelrecall.metrics.betti_matching import compiled_extension, betti_matching_errors
+        from skelrecall.metrics.betti_matching import betti_matching_errors, compiled_extension
 
         compiled_extension()
     except ImportError:
@@ -518,7 +523,8 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
         ("Betti numbers vs gudhi (128^3 or largest)", f">= {SPEEDUP_GOAL:.0f}x",
          f"{oracle[-1][3] / oracle[-1][1]:.0f}x", oracle[-1][3] / oracle[-1][1] >= SPEEDUP_GOAL),
         (f"(a) `evaluate_case` (Dice, clDice, Betti) / two uncropped `skeletonize`, tree {size_txt}",
-         f"<= {TREE_RATIO_GOAL}x", f"{ev['ratio_to_skeletonize']:.2f}x (today: {ev['today_ratio_to_skeletonize']:.2f}x)",
+         f"<= {TREE_RATIO_GOAL}x",
+         f"{ev['ratio_to_skeletonize']:.2f}x (today: {ev['today_ratio_to_skeletonize']:.2f}x)",
          ev["ratio_to_skeletonize"] <= TREE_RATIO_GOAL),
         (f"(b) today's computation / `evaluate_case`, scattered structures {size_txt}",
          f">= {SCATTERED_SPEEDUP_GOAL:.0f}x", f"{scat['speedup']:.1f}x", scat["speedup"] >= SCATTERED_SPEEDUP_GOAL),
@@ -528,8 +534,12 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
          f"{'yes' if ev['identical_to_today'] else 'NO'}, {'yes' if scat['identical_to_today'] else 'NO'}",
          ev["identical_to_today"] and scat["identical_to_today"]),
     ]  # fmt: skip
-    lines += ["", "## Goals", "", markdown_table(["goal", "target", "measured", "met"],
-                                                 [(g, t, m, _met(ok)) for g, t, m, ok in goals])]
+    lines += [
+        "",
+        "## Goals",
+        "",
+        markdown_table(["goal", "target", "measured", "met"], [(g, t, m, _met(ok)) for g, t, m, ok in goals]),
+    ]
 
     lines += [
         "",
@@ -548,8 +558,23 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
                      "n/a" if crip_s is None else f"{crip_s / ours_s:.0f}x", ours, ref,
                      crip if crip is not None else "not installed",
                      "yes" if ours == ref and crip in (None, ref) else "NO"))  # fmt: skip
-    lines.append(markdown_table(["size", "ours (s)", "gudhi (s)", "cripser (s)", "gudhi / ours", "cripser / ours",
-                                 "Betti (ours)", "gudhi", "cripser", "identical"], rows))
+    lines.append(
+        markdown_table(
+            [
+                "size",
+                "ours (s)",
+                "gudhi (s)",
+                "cripser (s)",
+                "gudhi / ours",
+                "cripser / ours",
+                "Betti (ours)",
+                "gudhi",
+                "cripser",
+                "identical",
+            ],
+            rows,
+        )
+    )
     betti_met = "yes" if ev["betti_seconds_median_pred_and_gt"] <= BETTI_SECONDS_GOAL else "no"
     lines += [
         "",
@@ -633,8 +658,10 @@ def _markdown(info, oracle, size_txt, ev, row, dist, scat, workers, bm, quick, r
             "Betti-Matching-3D through topolosses' compiled extension, on vessel-tree crops (2D: the "
             "projection of a thin slab). Its memory grows about 1 KB per voxel, hence not a default metric.",
             "",
-            markdown_table(["size", "seconds", "Betti matching error by dimension", "Betti errors"],
-                           [(k, f"{v['seconds']:.2f}", v["errors_by_dim"], v["betti_errors"]) for k, v in bm.items()]),
+            markdown_table(
+                ["size", "seconds", "Betti matching error by dimension", "Betti errors"],
+                [(k, f"{v['seconds']:.2f}", v["errors_by_dim"], v["betti_errors"]) for k, v in bm.items()],
+            ),
         ]
         lines.append("")
     return "\n".join(lines)

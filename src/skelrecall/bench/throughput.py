@@ -36,18 +36,33 @@ from typing import Any
 
 import numpy as np
 
-from skelrecall.bench.common import (format_load, load_average, machine_description, machine_lines, time_calls,
-                                     write_outputs)
+from skelrecall.bench.common import (
+    format_load,
+    load_average,
+    machine_description,
+    machine_lines,
+    time_calls,
+    write_outputs,
+)
 from skelrecall.render import markdown_table
 
 # name -> Hydra overrides of configs/train.yaml (profile=cpu gives batch size and UNet width)
 BACKBONES: dict[str, list[str]] = {
     "unet 2D, cpu width": ["dataset=synthetic_2d", "backbone=unet"],
-    "unet 2D, full width": ["dataset=synthetic_2d", "backbone=unet", "backbone.base_features=32",
-                            "backbone.max_features=null"],
+    "unet 2D, full width": [
+        "dataset=synthetic_2d",
+        "backbone=unet",
+        "backbone.base_features=32",
+        "backbone.max_features=null",
+    ],
     "unet 3D, cpu width": ["dataset=synthetic_canal", "backbone=unet"],
-    "hrnet w18 2D": ["dataset=synthetic_2d", "backbone=hrnet", "backbone.variant=w18",
-                     "optimizer.momentum=0.9", "optimizer.nesterov=false"],  # Table 4: HRNet uses 0.9
+    "hrnet w18 2D": [
+        "dataset=synthetic_2d",
+        "backbone=hrnet",
+        "backbone.variant=w18",
+        "optimizer.momentum=0.9",
+        "optimizer.nesterov=false",
+    ],  # Table 4: HRNet uses 0.9
 }
 LOADERS = {"synthetic_2d": 2, "synthetic_canal": 3}  # dataset -> dims
 # CPU training threads: one, like a loader worker, so both sides are per-core rates (multi-threaded
@@ -56,16 +71,26 @@ TRAIN_THREADS = 1
 
 FULL = {
     "train_overrides": {2: [], 3: []},
-    "min_steps": 3, "min_train_s": 8.0, "max_steps": 50,
-    "loader_rounds": 3, "min_samples": 8, "min_loader_s": 3.0,
+    "min_steps": 3,
+    "min_train_s": 8.0,
+    "max_steps": 50,
+    "loader_rounds": 3,
+    "min_samples": 8,
+    "min_loader_s": 3.0,
     "data": {"synthetic_2d": dict(num_train=10), "synthetic_canal": dict(num_train=6)},
 }
 QUICK = {
-    "train_overrides": {2: ["data.patch_size=[32,32]", "data.batch_size=2"],
-                        3: ["data.patch_size=[8,16,16]", "data.batch_size=2"]},
+    "train_overrides": {
+        2: ["data.patch_size=[32,32]", "data.batch_size=2"],
+        3: ["data.patch_size=[8,16,16]", "data.batch_size=2"],
+    },
     "backbone_overrides": {"unet": ["backbone.base_features=4", "backbone.max_features=16"]},
-    "min_steps": 1, "min_train_s": 0.0, "max_steps": 1,
-    "loader_rounds": 1, "min_samples": 2, "min_loader_s": 0.0,
+    "min_steps": 1,
+    "min_train_s": 0.0,
+    "max_steps": 1,
+    "loader_rounds": 1,
+    "min_samples": 2,
+    "min_loader_s": 0.0,
     "data": {"synthetic_2d": dict(num_train=2, size=64), "synthetic_canal": dict(num_train=2, shape=(16, 32, 32))},
 }
 QUICK_PATCH = {"synthetic_2d": [32, 32], "synthetic_canal": [8, 16, 16]}
@@ -120,8 +145,9 @@ def measure_training(name: str, overrides: list[str], plan: dict, device: str) -
 
     cfg = compose(overrides)
     dims, classes = int(cfg.dataset.dims), int(cfg.dataset.num_classes)
-    cfg = compose(overrides + plan["train_overrides"][dims]
-                  + plan.get("backbone_overrides", {}).get(str(cfg.backbone.name), []))
+    cfg = compose(
+        overrides + plan["train_overrides"][dims] + plan.get("backbone_overrides", {}).get(str(cfg.backbone.name), [])
+    )
     batch, patch = int(cfg.data.batch_size), tuple(int(p) for p in cfg.data.patch_size)
     in_ch = int(cfg.dataset.in_channels)
     torch.manual_seed(0)
@@ -153,12 +179,22 @@ def measure_training(name: str, overrides: list[str], plan: dict, device: str) -
         steps, wall, cpu = timed.calls, timed.wall_total, timed.cpu_total
     finally:
         torch.set_num_threads(threads)
-    return {"kind": "train", "name": name, "dataset": str(cfg.dataset.name), "dims": dims,
-            "patch": "x".join(map(str, patch)), "batch": batch, "device": device,
-            "threads": TRAIN_THREADS if device == "cpu" else 0,
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "items": steps, "wall_s": wall, "cpu_s": cpu, "items_per_s": steps / wall,
-            "samples_per_s": steps * batch / wall}
+    return {
+        "kind": "train",
+        "name": name,
+        "dataset": str(cfg.dataset.name),
+        "dims": dims,
+        "patch": "x".join(map(str, patch)),
+        "batch": batch,
+        "device": device,
+        "threads": TRAIN_THREADS if device == "cpu" else 0,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "items": steps,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "items_per_s": steps / wall,
+        "samples_per_s": steps * batch / wall,
+    }
 
 
 def make_dataset(name: str, root: Path, plan: dict) -> Path:
@@ -182,32 +218,64 @@ def measure_loader(name: str, root: Path, plan: dict, quick: bool) -> list[dict[
     dims = int(cfg.dataset.dims)
     patch = QUICK_PATCH[name] if quick else [int(p) for p in cfg.data.patch_size]
     layout = DatasetLayout.open(make_dataset(name, root, plan), hint=str(cfg.dataset.create))
-    dm = SegmentationDataModule(layout, dims=dims, patch_size=patch, batch_size=1, iterations_per_epoch=1,
-                                normalization=str(cfg.dataset.normalization), ignore_label=cfg.dataset.ignore_label)
+    dm = SegmentationDataModule(
+        layout,
+        dims=dims,
+        patch_size=patch,
+        batch_size=1,
+        iterations_per_epoch=1,
+        normalization=str(cfg.dataset.normalization),
+        ignore_label=cfg.dataset.ignore_label,
+    )
     cases = dm.load_cases(layout.cases("Tr"), "Tr")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker (PatchDataset sets this there)
     try:
         results: dict[bool, list[tuple[int, float, float]]] = {True: [], False: []}
         for rnd in range(plan["loader_rounds"]):
-            for skeleton in ((True, False) if rnd % 2 == 0 else (False, True)):
-                ds = PatchDataset(cases, patch, foreground_fraction=float(cfg.data.foreground_fraction), augmentation=OmegaConf.to_container(cfg.augmentation),
-                                  dims=dims, skeleton=skeleton, ignore_label=cfg.dataset.ignore_label, seed=rnd)
+            for skeleton in (True, False) if rnd % 2 == 0 else (False, True):
+                ds = PatchDataset(
+                    cases,
+                    patch,
+                    foreground_fraction=float(cfg.data.foreground_fraction),
+                    augmentation=OmegaConf.to_container(cfg.augmentation),
+                    dims=dims,
+                    skeleton=skeleton,
+                    ignore_label=cfg.dataset.ignore_label,
+                    seed=rnd,
+                )
                 counter = iter(range(10**9))
                 ds[(0, next(counter))]  # warm-up: builds the augmentation pipeline
-                timed = time_calls(lambda: ds[(0, next(counter))], plan["min_samples"],
-                                   min_seconds=plan["min_loader_s"], max_calls=10**6)
+                timed = time_calls(
+                    lambda: ds[(0, next(counter))],
+                    plan["min_samples"],
+                    min_seconds=plan["min_loader_s"],
+                    max_calls=10**6,
+                )
                 results[skeleton].append((timed.calls, timed.wall_total, timed.cpu_total))
     finally:
         torch.set_num_threads(threads)
     rows = []
     for skeleton, runs in results.items():
         items, wall, cpu = (sum(r[i] for r in runs) for i in range(3))
-        rows.append({"kind": "loader", "name": f"PatchDataset skeleton={skeleton}", "dataset": name, "dims": dims,
-                     "patch": "x".join(map(str, patch)), "batch": 1, "device": "cpu", "threads": 1,
-                     "params_m": float("nan"), "items": items, "wall_s": wall, "cpu_s": cpu,
-                     "items_per_s": statistics.median(r[0] / r[1] for r in runs),
-                     "samples_per_s": statistics.median(r[0] / r[1] for r in runs)})
+        rows.append(
+            {
+                "kind": "loader",
+                "name": f"PatchDataset skeleton={skeleton}",
+                "dataset": name,
+                "dims": dims,
+                "patch": "x".join(map(str, patch)),
+                "batch": 1,
+                "device": "cpu",
+                "threads": 1,
+                "params_m": float("nan"),
+                "items": items,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "items_per_s": statistics.median(r[0] / r[1] for r in runs),
+                "samples_per_s": statistics.median(r[0] / r[1] for r in runs),
+            }
+        )
     return rows
 
 
@@ -232,12 +300,20 @@ def run(out_dir: str = "reports/bench", quick: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="skelrecall_throughput_") as tmp:
         for name in LOADERS:
             rows.extend(measure_loader(name, Path(tmp), plan, quick))
-            print(f"[throughput] loader {name}: " + ", ".join(
-                f"{r['name']} {r['samples_per_s']:.1f}/s" for r in rows[-2:]), flush=True)
+            print(
+                f"[throughput] loader {name}: "
+                + ", ".join(f"{r['name']} {r['samples_per_s']:.1f}/s" for r in rows[-2:]),
+                flush=True,
+            )
     table = pd.DataFrame(rows)
     report = render_report(table, skipped, device, quick, time.time() - started, load_before, load_average(), machine)
-    write_outputs(out_dir, {"throughput.csv": lambda p: table.to_csv(p, index=False, float_format="%.5g"),
-                            "throughput.md": lambda p: p.write_text(report)})
+    write_outputs(
+        out_dir,
+        {
+            "throughput.csv": lambda p: table.to_csv(p, index=False, float_format="%.5g"),
+            "throughput.md": lambda p: p.write_text(report),
+        },
+    )
     print(report)
 
 
@@ -248,15 +324,34 @@ def summary(table) -> list[dict[str, Any]]:
     for _, r in table[table["kind"] == "train"].iterrows():
         on = loader.get((r["dataset"], "PatchDataset skeleton=True"), math.nan)
         off = loader.get((r["dataset"], "PatchDataset skeleton=False"), math.nan)
-        out.append({"backbone": r["name"], "dataset": r["dataset"], "patch": r["patch"], "batch": int(r["batch"]),
-                    "params (M)": r["params_m"], "steps/s": r["items_per_s"], "train samples/s": r["samples_per_s"],
-                    "loader samples/s, skeleton on": on, "loader samples/s, skeleton off": off,
-                    "skeleton on/off": on / off, "workers needed (skeleton on)": r["samples_per_s"] / on})
+        out.append(
+            {
+                "backbone": r["name"],
+                "dataset": r["dataset"],
+                "patch": r["patch"],
+                "batch": int(r["batch"]),
+                "params (M)": r["params_m"],
+                "steps/s": r["items_per_s"],
+                "train samples/s": r["samples_per_s"],
+                "loader samples/s, skeleton on": on,
+                "loader samples/s, skeleton off": off,
+                "skeleton on/off": on / off,
+                "workers needed (skeleton on)": r["samples_per_s"] / on,
+            }
+        )
     return out
 
 
-def render_report(table, skipped: list[str], device: str, quick: bool, elapsed: float,
-                  load_before: tuple[float, ...], load_after: tuple[float, ...], machine: dict[str, str]) -> str:
+def render_report(
+    table,
+    skipped: list[str],
+    device: str,
+    quick: bool,
+    elapsed: float,
+    load_before: tuple[float, ...],
+    load_after: tuple[float, ...],
+    machine: dict[str, str],
+) -> str:
     """The Markdown report: ``machine`` (:func:`~skelrecall.bench.common.machine_description`), the
     summary table, the cost of the skeleton in the loader and the skipped backbones."""
     rows = summary(table)
@@ -264,12 +359,15 @@ def render_report(table, skipped: list[str], device: str, quick: bool, elapsed: 
     ratios = []
     for ds, grp in loader.groupby("dataset", sort=False):
         g = grp.set_index("name")["samples_per_s"]
-        ratios.append(f"`{ds}` ({grp['patch'].iloc[0]}): {g['PatchDataset skeleton=True']:.1f} samples/s with the "
-                      f"skeleton, {g['PatchDataset skeleton=False']:.1f} without: on/off = "
-                      f"{g['PatchDataset skeleton=True'] / g['PatchDataset skeleton=False']:.2f}")
+        ratios.append(
+            f"`{ds}` ({grp['patch'].iloc[0]}): {g['PatchDataset skeleton=True']:.1f} samples/s with the "
+            f"skeleton, {g['PatchDataset skeleton=False']:.1f} without: on/off = "
+            f"{g['PatchDataset skeleton=True'] / g['PatchDataset skeleton=False']:.2f}"
+        )
     train_threads = int(table[table["kind"] == "train"]["threads"].max()) if len(rows) else 0
     lines = [
-        "# Throughput: training steps vs data loading" + (" (QUICK MODE: tiny sizes, numbers mean nothing)" if quick else ""),
+        "# Throughput: training steps vs data loading"
+        + (" (QUICK MODE: tiny sizes, numbers mean nothing)" if quick else ""),
         "",
         "## Machine",
         "",
@@ -280,8 +378,11 @@ def render_report(table, skipped: list[str], device: str, quick: bool, elapsed: 
         "",
         f"Training: `profile=cpu` configs (batch size, UNet width), loss `skeleton_recall` (w = 1, deep "
         f"supervision), forward + loss + backward + clipping + SGD step on random inputs, on {device}"
-        + (f" with {train_threads} torch thread (per-core rate, comparable with one loader worker)."
-           if device == "cpu" else "."),
+        + (
+            f" with {train_threads} torch thread (per-core rate, comparable with one loader worker)."
+            if device == "cpu"
+            else "."
+        ),
         "Loader: `PatchDataset` (crop, 1/3 foreground oversampling, augmentation, tubed skeleton on/off) "
         "in one process with one torch thread, i.e. one DataLoader worker; median over rounds that "
         "alternate skeleton on and off.",

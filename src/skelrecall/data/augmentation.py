@@ -34,16 +34,27 @@ def build_augmentation(dims: int, cfg: Mapping[str, Any] | None):
     a = cfg["affine"]
     rotate = (np.deg2rad(a["rotate_2d"]),) if dims == 2 else (np.deg2rad(a["rotate_3d"]),) * 3
     sigma = tuple(cfg["blur"]["sigma"])
-    return T.Compose([
-        T.RandAffined(keys, prob=a["prob"], rotate_range=rotate, scale_range=(a["scale"],) * dims,
-                      mode=("bilinear", "nearest"), padding_mode="zeros"),
-        T.RandGaussianNoised("image", prob=cfg["noise"]["prob"], std=cfg["noise"]["std"]),
-        T.RandGaussianSmoothd("image", prob=cfg["blur"]["prob"], sigma_x=sigma, sigma_y=sigma, sigma_z=sigma),
-        T.RandScaleIntensityd("image", prob=cfg["brightness"]["prob"], factors=cfg["brightness"]["factor"]),
-        T.RandScaleIntensityFixedMeand("image", prob=cfg["contrast"]["prob"], factors=cfg["contrast"]["factor"]),
-        T.RandAdjustContrastd("image", prob=cfg["gamma"]["prob"], gamma=tuple(cfg["gamma"]["range"])),
-        T.RandSimulateLowResolutiond("image", prob=cfg["low_resolution"]["prob"],
-                                     zoom_range=tuple(cfg["low_resolution"]["zoom"]),
-                                     upsample_mode="bilinear" if dims == 2 else "trilinear"),
-        *[T.RandFlipd(keys, prob=cfg["mirror"]["prob"], spatial_axis=axis) for axis in range(dims)],
-    ])
+    return T.Compose(
+        [
+            T.RandAffined(
+                keys,
+                prob=a["prob"],
+                rotate_range=rotate,
+                scale_range=(a["scale"],) * dims,
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            T.RandGaussianNoised("image", prob=cfg["noise"]["prob"], std=cfg["noise"]["std"]),
+            T.RandGaussianSmoothd("image", prob=cfg["blur"]["prob"], sigma_x=sigma, sigma_y=sigma, sigma_z=sigma),
+            T.RandScaleIntensityd("image", prob=cfg["brightness"]["prob"], factors=cfg["brightness"]["factor"]),
+            T.RandScaleIntensityFixedMeand("image", prob=cfg["contrast"]["prob"], factors=cfg["contrast"]["factor"]),
+            T.RandAdjustContrastd("image", prob=cfg["gamma"]["prob"], gamma=tuple(cfg["gamma"]["range"])),
+            T.RandSimulateLowResolutiond(
+                "image",
+                prob=cfg["low_resolution"]["prob"],
+                zoom_range=tuple(cfg["low_resolution"]["zoom"]),
+                upsample_mode="bilinear" if dims == 2 else "trilinear",
+            ),
+            *[T.RandFlipd(keys, prob=cfg["mirror"]["prob"], spatial_axis=axis) for axis in range(dims)],
+        ]
+    )

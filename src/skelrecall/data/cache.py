@@ -117,13 +117,17 @@ def _read_only_map(path: Path, inode: int, shape: Sequence[int], dtype: str) -> 
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise CacheError(f"{path}: cache entry vanished while in use (rebuilt by another process after its "
-                         "source files changed?); rerun the command") from None
+        raise CacheError(
+            f"{path}: cache entry vanished while in use (rebuilt by another process after its "
+            "source files changed?); rerun the command"
+        ) from None
     try:
         st = os.fstat(fd)
         if st.st_ino != inode:
-            raise CacheError(f"{path}: cache entry was rebuilt by another process while in use (its source files "
-                             "changed); rerun the command")
+            raise CacheError(
+                f"{path}: cache entry was rebuilt by another process while in use (its source files "
+                "changed); rerun the command"
+            )
         mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)  # unmapped when the last array using it is gone
     finally:
         os.close(fd)
@@ -161,8 +165,9 @@ class Entry:
 class CaseCache:
     """The cache folder of one dataset (see the module docstring for format and rules)."""
 
-    def __init__(self, directory: str | os.PathLike, layout: DatasetLayout, *, dims: int,
-                 ignore_label: int | None = None):
+    def __init__(
+        self, directory: str | os.PathLike, layout: DatasetLayout, *, dims: int, ignore_label: int | None = None
+    ):
         self.dir, self.layout = Path(directory), layout
         self.dims, self.ignore_label = int(dims), None if ignore_label is None else int(ignore_label)
         self._dataset_sha: str | None = None
@@ -186,8 +191,14 @@ class CaseCache:
             except FileNotFoundError:
                 raise ImageReadError(f"{path}: file does not exist") from None
             files.append([path.relative_to(self.layout.root).as_posix(), st.st_size, st.st_mtime_ns, st.st_ino])
-        return {"format": FORMAT_VERSION, "dataset_json_sha256": self.dataset_sha(), "dims": self.dims,
-                "ignore_label": self.ignore_label, "split": split, "sources": files}
+        return {
+            "format": FORMAT_VERSION,
+            "dataset_json_sha256": self.dataset_sha(),
+            "dims": self.dims,
+            "ignore_label": self.ignore_label,
+            "split": split,
+            "sources": files,
+        }
 
     def folder(self, case: str, split: str) -> Path:
         return self.dir / split / case
@@ -205,8 +216,11 @@ class CaseCache:
                 with open(folder / f"{name}.npy", "rb") as fh:
                     st = os.fstat(fh.fileno())
                     version = np.lib.format.read_magic(fh)
-                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)(fh)
+                    header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )(fh)
                 if st.st_size != spec["bytes"] or header != (tuple(spec["shape"]), False, np.dtype(spec["dtype"])):
                     return None
                 inodes[name] = st.st_ino
@@ -230,8 +244,11 @@ class CaseCache:
                     entries[case] = self.lookup(case, split, fingerprints[case])
                 todo = [case for case in stale if entries[case] is None]
                 if todo:
-                    print(f"[skelrecall] caching {len(todo)} of {len(cases)} cases of {self.layout.root.name} "
-                          f"in {self.dir}", flush=True)
+                    print(
+                        f"[skelrecall] caching {len(todo)} of {len(cases)} cases of {self.layout.root.name} "
+                        f"in {self.dir}",
+                        flush=True,
+                    )
                 bar = None if progress is None else not progress  # tqdm: None = on terminals only
                 for case in tqdm(todo, desc="caching", unit="case", disable=bar, leave=False):
                     entries[case] = self._build(case, split, fingerprints[case], build)
@@ -248,15 +265,18 @@ class CaseCache:
                 (self.dir / ".gitignore").write_text("# preprocessed cache of skelrecall: never committed\n*\n")
             fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
-            raise CacheError(f"cannot write the cache folder {self.dir} ({exc.strerror or exc}); set data.cache.dir "
-                             "to a writable folder or data.cache.enabled=false") from None
+            raise CacheError(
+                f"cannot write the cache folder {self.dir} ({exc.strerror or exc}); set data.cache.dir "
+                "to a writable folder or data.cache.enabled=false"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
-                print(f"[skelrecall] {self.dir} is being built by {holder}; waiting for it", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"[skelrecall] {self.dir} is being built by {holder}; waiting for it", file=sys.stderr, flush=True
+                )
                 fcntl.flock(fd, fcntl.LOCK_EX)
             me = f"pid {os.getpid()} on {socket.gethostname()} (since {time.strftime('%H:%M:%S')})"
             os.ftruncate(fd, 0)
@@ -285,10 +305,19 @@ class CaseCache:
                 array = np.ascontiguousarray(array)
                 with open(tmp / f"{name}.npy", "wb") as fh:
                     np.save(fh, array, allow_pickle=False)
-                specs[name] = {"shape": list(array.shape), "dtype": array.dtype.str,
-                               "bytes": (tmp / f"{name}.npy").stat().st_size}
-            content = {"format": FORMAT_VERSION, "case": case, "split": split, "fingerprint": fingerprint,
-                       "arrays": specs, "info": info}
+                specs[name] = {
+                    "shape": list(array.shape),
+                    "dtype": array.dtype.str,
+                    "bytes": (tmp / f"{name}.npy").stat().st_size,
+                }
+            content = {
+                "format": FORMAT_VERSION,
+                "case": case,
+                "split": split,
+                "fingerprint": fingerprint,
+                "arrays": specs,
+                "info": info,
+            }
             (tmp / "entry.json").write_text(json.dumps(content, indent=1) + "\n")
             mask = os.umask(0)
             os.umask(mask)
@@ -304,8 +333,10 @@ class CaseCache:
             shutil.rmtree(old, ignore_errors=True)
         entry = self.lookup(case, split, fingerprint)
         if entry is None:  # e.g. a source changed while it was read
-            raise CacheError(f"{final}: cache entry could not be validated right after building it; did "
-                             f"{self.layout.root} change meanwhile? Rerun the command")
+            raise CacheError(
+                f"{final}: cache entry could not be validated right after building it; did "
+                f"{self.layout.root} change meanwhile? Rerun the command"
+            )
         return entry
 
     def _write_manifest(self, split: str, fingerprints: dict[str, dict[str, Any]]) -> None:
@@ -318,6 +349,14 @@ class CaseCache:
             manifest = {}
         entries = manifest.get("entries", {})
         entries.setdefault(split, {}).update({case: _digest(fp) for case, fp in fingerprints.items()})
-        write_json(path, {"format": FORMAT_VERSION, "dataset": str(self.layout.root),
-                          "dataset_json_sha256": self.dataset_sha(), "dims": self.dims,
-                          "ignore_label": self.ignore_label, "entries": entries})
+        write_json(
+            path,
+            {
+                "format": FORMAT_VERSION,
+                "dataset": str(self.layout.root),
+                "dataset_json_sha256": self.dataset_sha(),
+                "dims": self.dims,
+                "ignore_label": self.ignore_label,
+                "entries": entries,
+            },
+        )

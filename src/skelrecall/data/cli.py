@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+
 def default_out(name: str) -> Path:
     """``data/nnUNet_raw/<folder>`` below the work root, ``<folder>`` from ``configs/dataset/<name>.yaml``."""
     from skelrecall.configs import CONFIG_DIR, compose
@@ -51,8 +52,9 @@ def parse_options(items: list[str], known: dict, name: str) -> dict:
 def main(argv: list[str] | None = None) -> None:
     from skelrecall.data.synthetic import GENERATORS
 
-    parser = argparse.ArgumentParser(prog="skelrecall-data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="skelrecall-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the datasets that can be synthesized or converted")
     syn = sub.add_parser("synthesize", help="generate a synthetic dataset (no download)")
@@ -68,8 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     conv.add_argument("--out", type=Path, help="output dataset folder")
     conv.add_argument("--workers", type=int, default=1)
     conv.add_argument("--overwrite", action="store_true", help="replace a folder converted with other options")
-    conv.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
-                      help="a converter option, e.g. nodata=background (repeatable; `skelrecall-data list` shows them)")
+    conv.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a converter option, e.g. nodata=background (repeatable; `skelrecall-data list` shows them)",
+    )
     args = parser.parse_args(argv)
 
     from skelrecall.data.converters import CONVERTERS, ConversionError, converter_options
@@ -87,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
         from skelrecall.data.synthetic import get_generator
 
         options = {k: v for k, v in (("num_train", args.num_train), ("num_test", args.num_test)) if v is not None}
-        out = get_generator(args.name)(args.out or default_out(args.name), seed=args.seed,
-                                       overwrite=args.overwrite, **options)
+        out = get_generator(args.name)(
+            args.out or default_out(args.name), seed=args.seed, overwrite=args.overwrite, **options
+        )
     else:
         if args.name not in CONVERTERS:
             raise SystemExit(f"error: unknown dataset {args.name!r}; available: {', '.join(CONVERTERS)}")
@@ -100,8 +109,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.workers < 1:
             raise SystemExit(f"error: --workers must be at least 1, got {args.workers}")
         try:
-            out = CONVERTERS[args.name](args.raw, args.out or default_out(args.name), workers=args.workers,
-                                        overwrite=args.overwrite, **options)
+            out = CONVERTERS[args.name](
+                args.raw, args.out or default_out(args.name), workers=args.workers, overwrite=args.overwrite, **options
+            )
         except (ConversionError, FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as exc:
             raise SystemExit(f"error: {exc}") from None
     print(f"{args.name}: {out}", file=sys.stderr)

@@ -156,8 +156,9 @@ def read_case_image(layout: DatasetLayout, case: str, split: str, dims: int) -> 
     return read_channels(layout.image_files(case, split), dims)
 
 
-def read_case_label(layout: DatasetLayout, case: str, split: str, dims: int,
-                    ignore_label: int | None = None) -> np.ndarray:
+def read_case_label(
+    layout: DatasetLayout, case: str, split: str, dims: int, ignore_label: int | None = None
+) -> np.ndarray:
     """The label map of ``case`` as ``(1, *spatial)`` int16; its values are checked against dataset.json."""
     path = layout.label_file(case, split)
     arr, _ = read_image(path)
@@ -193,8 +194,12 @@ def ct_statistics_of(samples: list[np.ndarray], channels: int) -> dict:
     values = np.concatenate(samples) if samples else np.zeros((0, channels))
     if len(values) == 0:
         raise ValueError("normalization 'ct' needs foreground in the training labels")
-    return {"low": np.percentile(values, 0.5, axis=0), "high": np.percentile(values, 99.5, axis=0),
-            "mean": values.mean(axis=0), "std": values.std(axis=0)}
+    return {
+        "low": np.percentile(values, 0.5, axis=0),
+        "high": np.percentile(values, 99.5, axis=0),
+        "mean": values.mean(axis=0),
+        "std": values.std(axis=0),
+    }
 
 
 def ct_statistics(images: list[np.ndarray], labels: list[np.ndarray], rng: np.random.Generator) -> dict:
@@ -206,7 +211,9 @@ def ct_statistics(images: list[np.ndarray], labels: list[np.ndarray], rng: np.ra
 def ct_normalize(image: np.ndarray, stats: dict) -> np.ndarray:
     """Clip each channel to ``[low, high]``, then ``(x - mean) / std`` (nnU-Net's CT normalization)."""
     shape = (-1,) + (1,) * (image.ndim - 1)
-    low, high, mean, std = (np.asarray(stats[k], dtype=np.float64).reshape(shape) for k in ("low", "high", "mean", "std"))
+    low, high, mean, std = (
+        np.asarray(stats[k], dtype=np.float64).reshape(shape) for k in ("low", "high", "mean", "std")
+    )
     return (np.clip(image, low, high) - mean) / np.maximum(std, 1e-8)
 
 
@@ -268,9 +275,17 @@ class PatchDataset(Dataset):
     Everything random about a patch comes from ``numpy.random.default_rng((seed, epoch, i))``.
     """
 
-    def __init__(self, cases: list[Case] | list[CachedCase], patch_size, foreground_fraction: float,
-                 augmentation: dict | None, dims: int, skeleton: bool = True, ignore_label: int | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        cases: list[Case] | list[CachedCase],
+        patch_size,
+        foreground_fraction: float,
+        augmentation: dict | None,
+        dims: int,
+        skeleton: bool = True,
+        ignore_label: int | None = None,
+        seed: int = 0,
+    ):
         self.cases, self.patch = cases, tuple(int(p) for p in patch_size)
         self.ignore_label, self.seed = ignore_label, int(seed)
         self.fg_fraction, self.dims = foreground_fraction, dims
@@ -296,8 +311,10 @@ class PatchDataset(Dataset):
             out = aug({"image": image, "label": label.astype(np.float32)})
             image = np.asarray(out["image"], dtype=np.float32)
             label = np.rint(np.asarray(out["label"])).astype(case.label_dtype)
-        sample = {"image": torch.from_numpy(np.ascontiguousarray(image)),
-                  "label": torch.from_numpy(label.astype(np.int64))}
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(image)),
+            "label": torch.from_numpy(label.astype(np.int64)),
+        }
         if self.skeleton:
             known = without_ignore(label[0], self.ignore_label)
             sample["skeleton"] = torch.from_numpy(tubed_skeleton(known)[None].astype(np.int64))
@@ -315,8 +332,11 @@ class CaseDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         case = self.cases[index]
-        return {"image": torch.from_numpy(case.image), "label": torch.from_numpy(case.label.astype(np.int64)),
-                "case": case.name}
+        return {
+            "image": torch.from_numpy(case.image),
+            "label": torch.from_numpy(case.label.astype(np.int64)),
+            "case": case.name,
+        }
 
 
 class SegmentationDataModule(L.LightningDataModule):
@@ -327,12 +347,27 @@ class SegmentationDataModule(L.LightningDataModule):
     building missing or stale entries at :meth:`setup`; else hold them in memory. Same patches either way.
     """
 
-    def __init__(self, layout: DatasetLayout, *, dims: int, patch_size, batch_size: int,
-                 iterations_per_epoch: int, fold: int = 0, normalization: str = "zscore",
-                 foreground_fraction: float = 1 / 3, augmentation: dict | None = None, num_workers: int = 0,
-                 max_train_cases: int | None = None, max_val_cases: int | None = None,
-                 skeleton: bool = True, ignore_label: int | None = None, seed: int = 0,
-                 cache: bool = False, cache_dir: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        layout: DatasetLayout,
+        *,
+        dims: int,
+        patch_size,
+        batch_size: int,
+        iterations_per_epoch: int,
+        fold: int = 0,
+        normalization: str = "zscore",
+        foreground_fraction: float = 1 / 3,
+        augmentation: dict | None = None,
+        num_workers: int = 0,
+        max_train_cases: int | None = None,
+        max_val_cases: int | None = None,
+        skeleton: bool = True,
+        ignore_label: int | None = None,
+        seed: int = 0,
+        cache: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+    ):
         super().__init__()
         if normalization not in ("zscore", "ct"):
             raise ValueError(f"dataset.normalization must be 'zscore' or 'ct', got {normalization!r}")
@@ -373,8 +408,10 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def _check_shapes(self, name: str, split: str, image: np.ndarray, label: np.ndarray) -> None:
         if image.shape[1:] != label.shape[1:]:
-            raise ValueError(f"case {name}: image shape {image.shape[1:]} != label shape {label.shape[1:]} "
-                             f"({self.layout.image_files(name, split)[0]}, {self.layout.label_file(name, split)})")
+            raise ValueError(
+                f"case {name}: image shape {image.shape[1:]} != label shape {label.shape[1:]} "
+                f"({self.layout.image_files(name, split)[0]}, {self.layout.label_file(name, split)})"
+            )
 
     # --- the preprocessed cache ---------------------------------------------------------------------
     def cache_entry(self, name: str, split: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -388,8 +425,11 @@ class SegmentationDataModule(L.LightningDataModule):
         fg = fg.astype(np.uint32 if label[0].size <= 2**32 else np.int64)
         small = label.size == 0 or (label.min() >= 0 and label.max() <= 255)
         mean, std = zscore_statistics(image)
-        info = {"zscore": {"mean": mean.ravel().tolist(), "std": std.ravel().tolist()}, "n_fg": int(len(fg)),
-                "meta": jsonable(meta)}
+        info = {
+            "zscore": {"mean": mean.ravel().tolist(), "std": std.ravel().tolist()},
+            "n_fg": int(len(fg)),
+            "meta": jsonable(meta),
+        }
         return {"image": image, "label": label.astype(np.uint8) if small else label, "fg": fg}, info
 
     def cached_cases(self, names: list[str], entries: list[Entry]) -> list[CachedCase]:
@@ -427,8 +467,13 @@ class SegmentationDataModule(L.LightningDataModule):
         reads it): the normalization scheme, the CT statistics of the training foreground (per channel),
         the number of input channels and the dataset's file ending."""
         stats = None if self.ct_stats is None else {k: np.asarray(v).tolist() for k, v in self.ct_stats.items()}
-        return {"normalization": self.normalization, "ct_statistics": stats, "dims": self.dims,
-                "in_channels": self.layout.num_channels, "file_ending": self.layout.file_ending}
+        return {
+            "normalization": self.normalization,
+            "ct_statistics": stats,
+            "dims": self.dims,
+            "in_channels": self.layout.num_channels,
+            "file_ending": self.layout.file_ending,
+        }
 
     def foreground(self, label: np.ndarray) -> np.ndarray:
         """Foreground voxels (label > 0, the ignore label excluded)."""
@@ -451,14 +496,27 @@ class SegmentationDataModule(L.LightningDataModule):
         self.val_cases = self.cached_cases(val, [entries[n] for n in val])
 
     def train_dataloader(self) -> DataLoader:
-        ds = PatchDataset(self.train_cases, self.patch_size, self.fg_fraction, self.augmentation, self.dims,
-                          self.skeleton, self.ignore_label, seed=self.seed)
+        ds = PatchDataset(
+            self.train_cases,
+            self.patch_size,
+            self.fg_fraction,
+            self.augmentation,
+            self.dims,
+            self.skeleton,
+            self.ignore_label,
+            seed=self.seed,
+        )
         trainer = self.trainer  # None outside a Trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = EpochSampler(self.iterations * self.batch_size, rank, world)
-        return DataLoader(ds, sampler=sampler, batch_size=self.batch_size,
-                          num_workers=self.num_workers, drop_last=True, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            ds,
+            sampler=sampler,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            drop_last=True,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(CaseDataset(self.val_cases), batch_size=1, num_workers=0,
-                          collate_fn=lambda items: items[0])
+        return DataLoader(CaseDataset(self.val_cases), batch_size=1, num_workers=0, collate_fn=lambda items: items[0])

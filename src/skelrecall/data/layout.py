@@ -36,8 +36,9 @@ class DatasetLayoutError(RuntimeError):
 def check_case_id(case: Any, where: str) -> str:
     """``case`` if it is a safe case identifier (see ``CASE_ID``), else an error naming ``where``."""
     if not isinstance(case, str) or not CASE_ID.match(case) or ".." in case:
-        raise DatasetLayoutError(f"{where}: case id {case!r} is not allowed (letters, digits, '_', '-', '.'; "
-                                 "no path separators or '..')")
+        raise DatasetLayoutError(
+            f"{where}: case id {case!r} is not allowed (letters, digits, '_', '-', '.'; no path separators or '..')"
+        )
     return case
 
 
@@ -70,7 +71,7 @@ class DatasetLayout:
     root: Path
 
     @classmethod
-    def open(cls, root: str | Path, hint: str = "") -> "DatasetLayout":
+    def open(cls, root: str | Path, hint: str = "") -> DatasetLayout:
         """Open ``root``; if it is not a converted dataset, fail with ``hint`` (how to create it)."""
         root = Path(root)
         if not (root / "dataset.json").is_file():
@@ -93,12 +94,15 @@ class DatasetLayout:
                 raise DatasetLayoutError(f"{path}: required field {key!r} is missing")
         labels = meta["labels"]
         if not isinstance(labels, dict) or not labels:
-            raise DatasetLayoutError(f"{path}: 'labels' must map names to values, e.g. "
-                                     f'{{"background": 0, "vessel": 1}}; got {labels!r}')
+            raise DatasetLayoutError(
+                f'{path}: \'labels\' must map names to values, e.g. {{"background": 0, "vessel": 1}}; got {labels!r}'
+            )
         for name, value in labels.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise DatasetLayoutError(f"{path}: label {name!r} has value {value!r}; expected an integer >= 0 "
-                                         "(region-based labels are not supported)")
+                raise DatasetLayoutError(
+                    f"{path}: label {name!r} has value {value!r}; expected an integer >= 0 "
+                    "(region-based labels are not supported)"
+                )
         return meta
 
     @property
@@ -114,8 +118,10 @@ class DatasetLayout:
         allowed = set(self.labels.values()) | ({ignore_label} if ignore_label is not None else set())
         bad = sorted(set(np.unique(label).tolist()) - allowed)
         if bad:
-            raise DatasetLayoutError(f"{self.label_file(case, split)}: label values {bad} are not in "
-                                     f"{self.root / 'dataset.json'} labels {self.labels}")
+            raise DatasetLayoutError(
+                f"{self.label_file(case, split)}: label values {bad} are not in "
+                f"{self.root / 'dataset.json'} labels {self.labels}"
+            )
 
     def check_labels(self, cases: list[str], split: str, ignore_label: int | None = None) -> None:
         """Read every label file of ``cases`` and check its values (before any training time is spent)."""
@@ -133,8 +139,9 @@ class DatasetLayout:
         if not folder.is_dir():
             return []
         ending = self.file_ending
-        return sorted(p.name[: -len(ending)] for p in folder.iterdir()
-                      if p.name.endswith(ending) and not p.name.startswith("."))  # .x.tmp: interrupted writes
+        return sorted(
+            p.name[: -len(ending)] for p in folder.iterdir() if p.name.endswith(ending) and not p.name.startswith(".")
+        )  # .x.tmp: interrupted writes
 
     def image_files(self, case: str, split: str = "Tr") -> list[Path]:
         """The channel files of ``case`` (``CASE_0000<ending>``, ...), in channel order."""

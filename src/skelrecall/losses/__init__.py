@@ -13,7 +13,16 @@ from .topo_cldice import TopoClDiceLoss
 from .topo_skeleton import TopoSkeletonize, simple_points, topo_skeletonize
 
 __all__ = [
-    "CompoundLoss", "DeepSupervisionLoss", "DiceCELoss", "SkeletonRecallLoss", "SoftclDiceLoss",
-    "TopoClDiceLoss", "TopoSkeletonize", "build_loss", "ds_weights", "simple_points", "soft_skeleton",
+    "CompoundLoss",
+    "DeepSupervisionLoss",
+    "DiceCELoss",
+    "SkeletonRecallLoss",
+    "SoftclDiceLoss",
+    "TopoClDiceLoss",
+    "TopoSkeletonize",
+    "build_loss",
+    "ds_weights",
+    "simple_points",
+    "soft_skeleton",
     "topo_skeletonize",
 ]

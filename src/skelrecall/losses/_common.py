@@ -19,14 +19,19 @@ import torch
 def resolve_activation(softmax: bool, sigmoid: bool) -> str:
     """Return ``"softmax"`` or ``"sigmoid"``; exactly one of the flags must be set."""
     if softmax == sigmoid:
-        raise ValueError(
-            f"exactly one of softmax/sigmoid must be True (got softmax={softmax}, sigmoid={sigmoid})"
-        )
+        raise ValueError(f"exactly one of softmax/sigmoid must be True (got softmax={softmax}, sigmoid={sigmoid})")
     return "softmax" if softmax else "sigmoid"
 
 
-def check_inputs(logits: torch.Tensor, target: torch.Tensor, *, activation: str, name: str = "target",
-                 ignore_label: int | None = None, check_values: bool = True) -> None:
+def check_inputs(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    activation: str,
+    name: str = "target",
+    ignore_label: int | None = None,
+    check_values: bool = True,
+) -> None:
     """Raise ``ValueError`` naming the argument when shapes, dtypes or label values are wrong."""
     if logits.ndim not in (4, 5):
         raise ValueError(f"logits must be (B, C, H, W) or (B, C, D, H, W); got shape {tuple(logits.shape)}")
@@ -39,11 +44,15 @@ def check_inputs(logits: torch.Tensor, target: torch.Tensor, *, activation: str,
         raise ValueError(f"{name} must be an integer (long) label map; got {target.dtype}")
     c = logits.shape[1]
     if activation == "sigmoid" and c != 1:
-        raise ValueError(f"sigmoid=True is for a single-channel binary output; got C={c} channels "
-                         "(use softmax=True for several classes)")
+        raise ValueError(
+            f"sigmoid=True is for a single-channel binary output; got C={c} channels "
+            "(use softmax=True for several classes)"
+        )
     if activation == "softmax" and c < 2:
-        raise ValueError(f"softmax needs at least 2 channels (background + foreground); got C={c}. "
-                         "Use sigmoid=True for a single-channel binary output.")
+        raise ValueError(
+            f"softmax needs at least 2 channels (background + foreground); got C={c}. "
+            "Use sigmoid=True for a single-channel binary output."
+        )
     if check_values and target.numel():
         hi = c if activation == "softmax" else 2
         bad = (target < 0) | (target >= hi)
@@ -51,8 +60,10 @@ def check_inputs(logits: torch.Tensor, target: torch.Tensor, *, activation: str,
             bad &= target != ignore_label
         if bool(bad.any()):
             vals = torch.unique(target[bad])[:5].tolist()
-            raise ValueError(f"{name} has label values {vals} outside [0, {hi - 1}] "
-                             f"(C={c}, {activation}, ignore_label={ignore_label})")
+            raise ValueError(
+                f"{name} has label values {vals} outside [0, {hi - 1}] "
+                f"(C={c}, {activation}, ignore_label={ignore_label})"
+            )
 
 
 def check_mask(logits: torch.Tensor, loss_mask: torch.Tensor | None) -> None:

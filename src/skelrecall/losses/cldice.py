@@ -73,9 +73,16 @@ def soft_skeleton(x: torch.Tensor, iterations: int = 10) -> torch.Tensor:
     return skel
 
 
-def cldice_from_skeletons(pred: torch.Tensor, true: torch.Tensor, skel_pred: torch.Tensor,
-                          skel_true: torch.Tensor, *, smooth: float, batch_dice: bool,
-                          mask: torch.Tensor | None = None) -> torch.Tensor:
+def cldice_from_skeletons(
+    pred: torch.Tensor,
+    true: torch.Tensor,
+    skel_pred: torch.Tensor,
+    skel_true: torch.Tensor,
+    *,
+    smooth: float,
+    batch_dice: bool,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``1 - clDice`` per class from (N, C, *s) maps, averaged over classes (and samples)."""
     if mask is not None:
         pred, true, skel_pred, skel_true = pred * mask, true * mask, skel_pred * mask, skel_true * mask
@@ -92,8 +99,15 @@ class ClDiceBase(nn.Module):
 
     target_kind = "label"
 
-    def __init__(self, smooth: float, batch_dice: bool, softmax: bool, sigmoid: bool,
-                 include_background: bool, ignore_label: int | None):
+    def __init__(
+        self,
+        smooth: float,
+        batch_dice: bool,
+        softmax: bool,
+        sigmoid: bool,
+        include_background: bool,
+        ignore_label: int | None,
+    ):
         super().__init__()
         self.activation = resolve_activation(softmax, sigmoid)
         self.smooth = float(smooth)
@@ -119,14 +133,16 @@ class ClDiceBase(nn.Module):
     def _skeletonize(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         probs, true, mask = self._prepare(logits, target, loss_mask)
         skel_pred = self._skeletonize(probs)
         with torch.no_grad():
             skel_true = self._skeletonize(true)
-        return cldice_from_skeletons(probs, true, skel_pred, skel_true, smooth=self.smooth,
-                                     batch_dice=self.batch_dice, mask=mask)
+        return cldice_from_skeletons(
+            probs, true, skel_pred, skel_true, smooth=self.smooth, batch_dice=self.batch_dice, mask=mask
+        )
 
 
 class SoftclDiceLoss(ClDiceBase):
@@ -141,9 +157,16 @@ class SoftclDiceLoss(ClDiceBase):
         ignore_label: label excluded (masked) from the sums, or None.
     """
 
-    def __init__(self, iterations: int = 10, smooth: float = 1.0, batch_dice: bool = True,
-                 softmax: bool = True, sigmoid: bool = False, include_background: bool = False,
-                 ignore_label: int | None = None):
+    def __init__(
+        self,
+        iterations: int = 10,
+        smooth: float = 1.0,
+        batch_dice: bool = True,
+        softmax: bool = True,
+        sigmoid: bool = False,
+        include_background: bool = False,
+        ignore_label: int | None = None,
+    ):
         super().__init__(smooth, batch_dice, softmax, sigmoid, include_background, ignore_label)
         if int(iterations) < 0:
             raise ValueError(f"iterations must be >= 0; got {iterations}")

@@ -49,8 +49,13 @@ class CompoundLoss(nn.Module):
     def needs_skeleton(self) -> bool:
         return self.connectivity is not None and self.w != 0 and self.connectivity.target_kind == "skeleton"
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, skeleton: torch.Tensor | None = None,
-                loss_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        skeleton: torch.Tensor | None = None,
+        loss_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         # float32 whatever the network's precision (bf16-mixed): softmax, the soft skeletons' pooling
         # and the sums in the Dice/recall denominators lose too much in bfloat16
         with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -62,8 +67,10 @@ class CompoundLoss(nn.Module):
             return generic, {"generic": generic.detach(), "connectivity": torch.zeros_like(generic.detach())}
         if self.connectivity.target_kind == "skeleton":
             if skeleton is None:
-                raise ValueError(f"{type(self.connectivity).__name__} needs the tubed skeleton; "
-                                 "pass skeleton=... (the data module must produce it)")
+                raise ValueError(
+                    f"{type(self.connectivity).__name__} needs the tubed skeleton; "
+                    "pass skeleton=... (the data module must produce it)"
+                )
             conn = self.connectivity(logits, skeleton, loss_mask=loss_mask)
         else:
             conn = self.connectivity(logits, target, loss_mask=loss_mask)
@@ -118,8 +125,9 @@ class DeepSupervisionLoss(nn.Module):
         if self.weights is None:
             return ds_weights(n)
         if len(self.weights) != n:
-            raise ValueError(f"deep_supervision.weights has {len(self.weights)} entries but the network "
-                             f"returned {n} outputs")
+            raise ValueError(
+                f"deep_supervision.weights has {len(self.weights)} entries but the network returned {n} outputs"
+            )
         total = sum(self.weights)
         if total <= 0:
             raise ValueError(f"deep_supervision.weights must have a positive sum; got {self.weights}")
@@ -163,6 +171,7 @@ def _at_scale(x, i: int, shape, name: str) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- config -> loss
 
+
 def _to_dict(cfg: Any) -> dict:
     if cfg is None:
         return {}
@@ -189,8 +198,9 @@ def _import(path: str):
 _KNOWN_KEYS = {"name", "w", "generic", "connectivity", "deep_supervision"}
 
 
-def build_loss(cfg: Any, *, num_classes: int, dims: int,
-               ds_weights: Sequence[float] | None = None) -> DeepSupervisionLoss:
+def build_loss(
+    cfg: Any, *, num_classes: int, dims: int, ds_weights: Sequence[float] | None = None
+) -> DeepSupervisionLoss:
     """Build the training loss from a loss config (dict or DictConfig, see ``configs/loss/*.yaml``).
 
     Keys: ``name``, ``w`` (weight of the connectivity term), ``generic`` (``DiceCELoss`` kwargs),
@@ -244,5 +254,6 @@ def build_loss(cfg: Any, *, num_classes: int, dims: int,
     if unknown:
         raise ValueError(f"loss config {name!r}: unknown deep_supervision keys {sorted(unknown)}")
     weights = ds_weights if ds_weights is not None else ds.get("weights")
-    return DeepSupervisionLoss(CompoundLoss(generic, connectivity, w), weights=weights,
-                               full_res_only=bool(ds.get("full_res_only", False)))
+    return DeepSupervisionLoss(
+        CompoundLoss(generic, connectivity, w), weights=weights, full_res_only=bool(ds.get("full_res_only", False))
+    )

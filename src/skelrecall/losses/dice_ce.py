@@ -25,12 +25,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import (as_float, check_inputs, check_mask, fg_channels, one_hot, probabilities,
-                      resolve_activation, sum_axes)
+from ._common import (
+    as_float,
+    check_inputs,
+    check_mask,
+    fg_channels,
+    one_hot,
+    probabilities,
+    resolve_activation,
+    sum_axes,
+)
 
 
-def soft_dice(probs: torch.Tensor, onehot: torch.Tensor, *, batch_dice: bool, smooth: float,
-              mask: torch.Tensor | None = None) -> torch.Tensor:
+def soft_dice(
+    probs: torch.Tensor, onehot: torch.Tensor, *, batch_dice: bool, smooth: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-class soft Dice, shape (C,) if ``batch_dice`` else (B, C); inputs already channel-selected."""
     axes = sum_axes(probs.ndim, batch_dice)
     if mask is not None:
@@ -53,9 +62,17 @@ class DiceCELoss(nn.Module):
         weight_ce, weight_dice: term weights (nnU-Net: 1, 1).
     """
 
-    def __init__(self, batch_dice: bool = False, smooth: float = 1e-5, ignore_label: int | None = None,
-                 softmax: bool = True, sigmoid: bool = False, include_background: bool = False,
-                 weight_ce: float = 1.0, weight_dice: float = 1.0):
+    def __init__(
+        self,
+        batch_dice: bool = False,
+        smooth: float = 1e-5,
+        ignore_label: int | None = None,
+        softmax: bool = True,
+        sigmoid: bool = False,
+        include_background: bool = False,
+        weight_ce: float = 1.0,
+        weight_dice: float = 1.0,
+    ):
         super().__init__()
         self.activation = resolve_activation(softmax, sigmoid)
         self.batch_dice = bool(batch_dice)
@@ -65,8 +82,9 @@ class DiceCELoss(nn.Module):
         self.weight_ce = float(weight_ce)
         self.weight_dice = float(weight_dice)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         check_inputs(logits, target, activation=self.activation, ignore_label=self.ignore_label)
         check_mask(logits, loss_mask)
         logits = as_float(logits)

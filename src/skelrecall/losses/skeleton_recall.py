@@ -41,8 +41,15 @@ class SkeletonRecallLoss(nn.Module):
 
     target_kind = "skeleton"
 
-    def __init__(self, batch_dice: bool = False, smooth: float = 1e-5, softmax: bool = True,
-                 sigmoid: bool = False, one_hot: bool = False, ignore_label: int | None = None):
+    def __init__(
+        self,
+        batch_dice: bool = False,
+        smooth: float = 1e-5,
+        softmax: bool = True,
+        sigmoid: bool = False,
+        one_hot: bool = False,
+        ignore_label: int | None = None,
+    ):
         super().__init__()
         self.activation = resolve_activation(softmax, sigmoid)
         self.batch_dice = bool(batch_dice)
@@ -50,10 +57,10 @@ class SkeletonRecallLoss(nn.Module):
         self.one_hot = bool(one_hot)
         self.ignore_label = None if ignore_label is None else int(ignore_label)
 
-    def forward(self, logits: torch.Tensor, skeleton: torch.Tensor,
-                loss_mask: torch.Tensor | None = None) -> torch.Tensor:
-        check_inputs(logits, skeleton, activation=self.activation, name="skeleton",
-                     ignore_label=self.ignore_label)
+    def forward(
+        self, logits: torch.Tensor, skeleton: torch.Tensor, loss_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        check_inputs(logits, skeleton, activation=self.activation, name="skeleton", ignore_label=self.ignore_label)
         check_mask(logits, loss_mask)
         logits = as_float(logits)
         if self.ignore_label is not None:

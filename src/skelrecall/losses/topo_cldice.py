@@ -24,10 +24,20 @@ class TopoClDiceLoss(ClDiceBase):
         smooth, batch_dice, softmax, sigmoid, include_background, ignore_label: as ``SoftclDiceLoss``.
     """
 
-    def __init__(self, iterations: int = 5, simple_point_test: str = "boolean", probabilistic: bool = True,
-                 beta: float = 0.33, tau: float = 1.0, smooth: float = 1.0, batch_dice: bool = True,
-                 softmax: bool = True, sigmoid: bool = False, include_background: bool = False,
-                 ignore_label: int | None = None):
+    def __init__(
+        self,
+        iterations: int = 5,
+        simple_point_test: str = "boolean",
+        probabilistic: bool = True,
+        beta: float = 0.33,
+        tau: float = 1.0,
+        smooth: float = 1.0,
+        batch_dice: bool = True,
+        softmax: bool = True,
+        sigmoid: bool = False,
+        include_background: bool = False,
+        ignore_label: int | None = None,
+    ):
         super().__init__(smooth, batch_dice, softmax, sigmoid, include_background, ignore_label)
         if simple_point_test not in ("boolean", "euler"):
             raise ValueError(f"simple_point_test must be 'boolean' or 'euler'; got {simple_point_test!r}")
@@ -41,11 +51,13 @@ class TopoClDiceLoss(ClDiceBase):
         s = topo_skeletonize(flat, self.iterations, self.simple_point_test, probabilistic, self.beta, self.tau)
         return s.reshape(x.shape)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         probs, true, mask = self._prepare(logits, target, loss_mask)
         skel_pred = self._skel(probs, self.probabilistic)
         with torch.no_grad():
             skel_true = self._skel(true, False)
-        return cldice_from_skeletons(probs, true, skel_pred, skel_true, smooth=self.smooth,
-                                     batch_dice=self.batch_dice, mask=mask)
+        return cldice_from_skeletons(
+            probs, true, skel_pred, skel_true, smooth=self.smooth, batch_dice=self.batch_dice, mask=mask
+        )

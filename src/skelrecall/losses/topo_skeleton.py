@@ -148,7 +148,9 @@ def simple_points(code: torch.Tensor, test: str = "boolean") -> torch.Tensor:
     raise ValueError(f"simple_point_test must be 'boolean' or 'euler'; got {test!r}")
 
 
-def neighbourhood_codes(padded: torch.Tensor, offset: tuple[int, int, int], shape: tuple[int, int, int]) -> torch.Tensor:
+def neighbourhood_codes(
+    padded: torch.Tensor, offset: tuple[int, int, int], shape: tuple[int, int, int]
+) -> torch.Tensor:
     """27-bit codes of the voxels ``offset::2`` of an (N,1,D,H,W) image given zero-padded by 1."""
     oz, oy, ox = offset
     d, h, w = shape
@@ -157,15 +159,23 @@ def neighbourhood_codes(padded: torch.Tensor, offset: tuple[int, int, int], shap
     for z in range(3):
         for y in range(3):
             for x in range(3):
-                sl = padded[:, :, oz + z: oz + z + 2 * nz: 2, oy + y: oy + y + 2 * ny: 2, ox + x: ox + x + 2 * nx: 2]
+                sl = padded[
+                    :, :, oz + z : oz + z + 2 * nz : 2, oy + y : oy + y + 2 * ny : 2, ox + x : ox + x + 2 * nx : 2
+                ]
                 code |= sl.long() << (9 * z + 3 * y + x)
     return code
 
 
 # ----------------------------------------------------------------------------- skeletonization
 
-def binarize(p: torch.Tensor, probabilistic: bool = True, beta: float = 0.33, tau: float = 1.0,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+
+def binarize(
+    p: torch.Tensor,
+    probabilistic: bool = True,
+    beta: float = 0.33,
+    tau: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Straight-through binarisation of probabilities (hard value forward, soft gradient backward).
 
     probabilistic: ``soft = sigmoid((log(p / (1 - p)) + beta * logistic_noise) / tau)``; else
@@ -182,13 +192,21 @@ def binarize(p: torch.Tensor, probabilistic: bool = True, beta: float = 0.33, ta
     return (soft.detach() > 0.5).to(p.dtype) - soft.detach() + soft
 
 
-def topo_skeletonize(p: torch.Tensor, iterations: int = 5, simple_point_test: str = "boolean",
-                     probabilistic: bool = True, beta: float = 0.33, tau: float = 1.0,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def topo_skeletonize(
+    p: torch.Tensor,
+    iterations: int = 5,
+    simple_point_test: str = "boolean",
+    probabilistic: bool = True,
+    beta: float = 0.33,
+    tau: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Skeleton of ``p`` (N, 1, H, W) or (N, 1, D, H, W), values in [0, 1]; same shape, binary values."""
     if p.ndim not in (4, 5) or p.shape[1] != 1:
-        raise ValueError(f"topo_skeletonize expects (N, 1, H, W) or (N, 1, D, H, W); got {tuple(p.shape)}. "
-                         "Reshape multi-channel maps to (N*C, 1, ...).")
+        raise ValueError(
+            f"topo_skeletonize expects (N, 1, H, W) or (N, 1, D, H, W); got {tuple(p.shape)}. "
+            "Reshape multi-channel maps to (N*C, 1, ...)."
+        )
     if simple_point_test not in ("boolean", "euler"):
         raise ValueError(f"simple_point_test must be 'boolean' or 'euler'; got {simple_point_test!r}")
     if p.numel() and (float(p.detach().min()) < 0.0 or float(p.detach().max()) > 1.0):
@@ -223,8 +241,14 @@ def topo_skeletonize(p: torch.Tensor, iterations: int = 5, simple_point_test: st
 class TopoSkeletonize(nn.Module):
     """Module form of ``topo_skeletonize`` (the argument names of Menten et al.'s ``Skeletonize``)."""
 
-    def __init__(self, iterations: int = 5, simple_point_test: str = "boolean", probabilistic: bool = True,
-                 beta: float = 0.33, tau: float = 1.0):
+    def __init__(
+        self,
+        iterations: int = 5,
+        simple_point_test: str = "boolean",
+        probabilistic: bool = True,
+        beta: float = 0.33,
+        tau: float = 1.0,
+    ):
         super().__init__()
         if simple_point_test not in ("boolean", "euler"):
             raise ValueError(f"simple_point_test must be 'boolean' or 'euler'; got {simple_point_test!r}")

@@ -118,9 +118,7 @@ class MaskAnalysis:
         lo = [np.minimum.reduceat(c, starts) for c in coords]
         hi = [np.maximum.reduceat(c, starts) for c in coords]
         self._voxels = (flat[order], np.r_[starts, len(flat)], np.stack(lo, 1), np.stack(hi, 1) + 1)
-        self._boxes = [
-            tuple(slice(int(lo[d][k]), int(hi[d][k]) + 1) for d in range(self.ndim)) for k in range(self._n)
-        ]
+        self._boxes = [tuple(slice(int(lo[d][k]), int(hi[d][k]) + 1) for d in range(self.ndim)) for k in range(self._n)]
 
     @property
     def n_components(self) -> int:

@@ -54,8 +54,7 @@ def compiled_extension():
     spec = importlib.util.find_spec("topolosses")
     if spec is None or not spec.submodule_search_locations:
         raise BettiMatchingUnavailable(
-            "betti_matching needs topolosses: pip install 'skelrecall[topology]' "
-            "(or: pip install --no-deps topolosses)"
+            "betti_matching needs topolosses: pip install 'skelrecall[topology]' (or: pip install --no-deps topolosses)"
         )
     src = Path(next(iter(spec.submodule_search_locations))) / "losses" / "betti_matching" / "src"
     found = sorted(src.glob("betti_matching*.so")) + sorted(src.glob("betti_matching*.pyd"))

@@ -85,7 +85,9 @@ def as_label_map(array, what: str = "label map") -> np.ndarray:
     raise ValueError(f"{what}: unsupported dtype {array.dtype}")
 
 
-def value_boxes(label_map: np.ndarray, masks: dict[int, np.ndarray] | None = None) -> dict[int, tuple[slice, ...] | None]:
+def value_boxes(
+    label_map: np.ndarray, masks: dict[int, np.ndarray] | None = None
+) -> dict[int, tuple[slice, ...] | None]:
     """``{value: bounding box}`` of every nonzero value of an integer label map.
 
     The scan: ``min``/``max`` reductions; then, for maps with at most ``FEW_VALUES`` possible
@@ -155,9 +157,7 @@ def check_values(pred: np.ndarray, gt: np.ndarray, labels: dict[str, Any]) -> li
 # --- metrics of one pair of masks ------------------------------------------------------------------
 
 
-def pair_metrics(
-    p: MaskAnalysis, g: MaskAnalysis, metrics: list[Metric], spacing, full_shape
-) -> dict[str, Any]:
+def pair_metrics(p: MaskAnalysis, g: MaskAnalysis, metrics: list[Metric], spacing, full_shape) -> dict[str, Any]:
     """The metric columns of one row from the analyses of prediction and ground truth (same crop)."""
     names = {m.name for m in metrics}
     row: dict[str, Any] = {}
@@ -295,8 +295,15 @@ def evaluate_case(
 
     if len(classes) == 1:
         name, value = classes[0]
-        p, g = _crop_masks(pred, gt, union_box(pred_boxes.get(value), gt_boxes.get(value)), value, ndim,
-                           (pred_boxes, gt_boxes), scanned)
+        p, g = _crop_masks(
+            pred,
+            gt,
+            union_box(pred_boxes.get(value), gt_boxes.get(value)),
+            value,
+            ndim,
+            (pred_boxes, gt_boxes),
+            scanned,
+        )
         return [row_of(name, value, True, p, g)]
 
     rows, pred_by_value, gt_by_value = [], {}, {}

@@ -7,8 +7,8 @@ every other key of ``cfg`` is passed on as an option of that backbone's builder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -43,8 +43,7 @@ def _to_dict(cfg: Any) -> dict[str, Any]:
     raise TypeError(f"backbone config must be a mapping or DictConfig, got {type(cfg).__name__}")
 
 
-def build_model(cfg: Any, *, dims: int, in_channels: int, num_classes: int,
-                patch_size: Sequence[int]) -> nn.Module:
+def build_model(cfg: Any, *, dims: int, in_channels: int, num_classes: int, patch_size: Sequence[int]) -> nn.Module:
     """Build the backbone described by ``cfg`` (``name`` in :data:`BACKBONES`, the rest its options).
 
     Returns a module mapping ``(B, in_channels, *patch)`` to logits ``(B, num_classes, *patch)``
@@ -55,5 +54,4 @@ def build_model(cfg: Any, *, dims: int, in_channels: int, num_classes: int,
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone name {name!r} in backbone config; available: {sorted(BACKBONES)}")
     patch = tuple(int(p) for p in patch_size)
-    return BACKBONES[name](dims=dims, in_channels=in_channels, num_classes=num_classes,
-                           patch_size=patch, **options)
+    return BACKBONES[name](dims=dims, in_channels=in_channels, num_classes=num_classes, patch_size=patch, **options)

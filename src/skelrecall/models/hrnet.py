@@ -37,8 +37,8 @@ import os
 import sys
 import types
 import warnings
-from collections.abc import Iterator
-from typing import Any, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +65,9 @@ def _placeholder_ops() -> types.ModuleType:
 
         class _Missing:
             def __init__(self, *args: Any, **kwargs: Any) -> None:
-                raise ImportError(f"mmcv.ops.{name} needs full mmcv with compiled ops; "
-                                  f"skelrecall's HRNet + FCN head does not use it")
+                raise ImportError(
+                    f"mmcv.ops.{name} needs full mmcv with compiled ops; skelrecall's HRNet + FCN head does not use it"
+                )
 
             def __call__(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover
                 raise ImportError(f"mmcv.ops.{name} needs full mmcv with compiled ops")
@@ -93,7 +94,9 @@ def import_mmseg() -> types.ModuleType:
     try:
         import mmseg.models
     except ImportError as err:
-        raise ImportError(f"importing mmseg.models failed ({err}); install the HRNet extra with: {INSTALL_HINT}") from err
+        raise ImportError(
+            f"importing mmseg.models failed ({err}); install the HRNet extra with: {INSTALL_HINT}"
+        ) from err
     return mmseg.models
 
 
@@ -104,10 +107,20 @@ def hrnet_extra(width: int, small: bool = False) -> dict:
     return dict(
         stage1=dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_blocks=(b,), num_channels=(64,)),
         stage2=dict(num_modules=1, num_branches=2, block="BASIC", num_blocks=(b,) * 2, num_channels=(w, 2 * w)),
-        stage3=dict(num_modules=3 if small else 4, num_branches=3, block="BASIC", num_blocks=(b,) * 3,
-                    num_channels=(w, 2 * w, 4 * w)),
-        stage4=dict(num_modules=2 if small else 3, num_branches=4, block="BASIC", num_blocks=(b,) * 4,
-                    num_channels=(w, 2 * w, 4 * w, 8 * w)),
+        stage3=dict(
+            num_modules=3 if small else 4,
+            num_branches=3,
+            block="BASIC",
+            num_blocks=(b,) * 3,
+            num_channels=(w, 2 * w, 4 * w),
+        ),
+        stage4=dict(
+            num_modules=2 if small else 3,
+            num_branches=4,
+            block="BASIC",
+            num_blocks=(b,) * 4,
+            num_channels=(w, 2 * w, 4 * w, 8 * w),
+        ),
     )
 
 
@@ -149,16 +162,24 @@ def _init_weights(module: nn.Module) -> None:
 class HRNetFCN(nn.Module):
     """HRNetV2 backbone + FCN head; ``forward(x: (B, C, H, W)) -> logits (B, num_classes, H, W)``."""
 
-    def __init__(self, variant: str = "w18", in_channels: int = 3, num_classes: int = 2,
-                 normalize_imagenet: bool = True, pixel_max: float = 1.0) -> None:
+    def __init__(
+        self,
+        variant: str = "w18",
+        in_channels: int = 3,
+        num_classes: int = 2,
+        normalize_imagenet: bool = True,
+        pixel_max: float = 1.0,
+    ) -> None:
         super().__init__()
         if variant not in HRNET_VARIANTS:
             raise ValueError(f"unknown HRNet variant {variant!r}; available: {sorted(HRNET_VARIANTS)}")
         if in_channels < 1 or num_classes < 1:
             raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}")
         if normalize_imagenet and in_channels not in (1, 3):
-            raise ValueError(f"normalize_imagenet needs 1 or 3 input channels (RGB statistics), got {in_channels}; "
-                             f"set normalize_imagenet: false")
+            raise ValueError(
+                f"normalize_imagenet needs 1 or 3 input channels (RGB statistics), got {in_channels}; "
+                f"set normalize_imagenet: false"
+            )
         if pixel_max <= 0:
             raise ValueError(f"pixel_max must be > 0, got {pixel_max}")
         with warnings.catch_warnings():
@@ -181,14 +202,24 @@ class HRNetFCN(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def _build(self, models: types.ModuleType, width: int, small: bool, stem_channels: int, norm_cfg: dict) -> None:
-        self.backbone = models.backbones.HRNet(extra=hrnet_extra(width, small), in_channels=stem_channels,
-                                               norm_cfg=norm_cfg, norm_eval=False)
+        self.backbone = models.backbones.HRNet(
+            extra=hrnet_extra(width, small), in_channels=stem_channels, norm_cfg=norm_cfg, norm_eval=False
+        )
         branches = [width, 2 * width, 4 * width, 8 * width]
         self.decode_head = models.decode_heads.FCNHead(
-            in_channels=branches, in_index=(0, 1, 2, 3), channels=sum(branches),
-            input_transform="resize_concat", kernel_size=1, num_convs=1, concat_input=False,
-            dropout_ratio=-1, num_classes=self.num_classes, out_channels=self.num_classes,
-            threshold=0.5 if self.num_classes == 1 else None, norm_cfg=norm_cfg, align_corners=False,
+            in_channels=branches,
+            in_index=(0, 1, 2, 3),
+            channels=sum(branches),
+            input_transform="resize_concat",
+            kernel_size=1,
+            num_convs=1,
+            concat_input=False,
+            dropout_ratio=-1,
+            num_classes=self.num_classes,
+            out_channels=self.num_classes,
+            threshold=0.5 if self.num_classes == 1 else None,
+            norm_cfg=norm_cfg,
+            align_corners=False,
         )
         if not next(self.parameters()).is_meta:  # meta device (shape-only builds) has no data to init
             _init_weights(self.backbone)
@@ -216,8 +247,10 @@ class HRNetFCN(nn.Module):
 
         is_url = "://" in source
         if not is_url and not os.path.isfile(source):
-            raise FileNotFoundError(f"HRNet pretrained checkpoint not found: {source!r} (backbone config field "
-                                    f"'pretrained'); give a local file path")
+            raise FileNotFoundError(
+                f"HRNet pretrained checkpoint not found: {source!r} (backbone config field "
+                f"'pretrained'); give a local file path"
+            )
         try:
             if trusted and not is_url:
                 ckpt = torch.load(source, map_location="cpu", weights_only=False)
@@ -242,17 +275,27 @@ class HRNetFCN(nn.Module):
         usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         skipped = sorted(k for k in state if k not in usable)
         if not any(k.startswith("backbone.") for k in usable):
-            raise RuntimeError(f"HRNet checkpoint {source!r} matches no backbone weight of HRNetV2-"
-                               f"{self.variant.upper()} (first keys: {list(state)[:5]})")
+            raise RuntimeError(
+                f"HRNet checkpoint {source!r} matches no backbone weight of HRNetV2-"
+                f"{self.variant.upper()} (first keys: {list(state)[:5]})"
+            )
         missing = sorted(k for k in own if k not in usable)
         self.load_state_dict(usable, strict=False)
         return {"missing": missing, "skipped": skipped}
 
 
-def build_hrnet(dims: int, in_channels: int, num_classes: int, patch_size: Sequence[int] | None = None,
-                variant: str = "w18", pretrained: str | None = None, deep_supervision: bool = False,
-                normalize_imagenet: bool = True, pixel_max: float = 1.0,
-                trust_checkpoint: bool = False) -> HRNetFCN:
+def build_hrnet(
+    dims: int,
+    in_channels: int,
+    num_classes: int,
+    patch_size: Sequence[int] | None = None,
+    variant: str = "w18",
+    pretrained: str | None = None,
+    deep_supervision: bool = False,
+    normalize_imagenet: bool = True,
+    pixel_max: float = 1.0,
+    trust_checkpoint: bool = False,
+) -> HRNetFCN:
     """Build HRNetV2-``variant`` + FCN head for 2D input; ``pretrained`` = checkpoint path/URL or None.
 
     ``patch_size`` is accepted for a uniform builder signature; HRNet works on any input size.
@@ -264,12 +307,24 @@ def build_hrnet(dims: int, in_channels: int, num_classes: int, patch_size: Seque
     if deep_supervision:
         raise ValueError("HRNet has a single output: set deep_supervision: false in the backbone config")
     if pretrained and "://" not in str(pretrained) and not os.path.isfile(str(pretrained)):
-        raise FileNotFoundError(f"HRNet pretrained checkpoint not found: {str(pretrained)!r} (backbone config "
-                                f"field 'pretrained'); give a local file path")
-    model = HRNetFCN(variant=str(variant).lower(), in_channels=in_channels, num_classes=num_classes,
-                     normalize_imagenet=normalize_imagenet, pixel_max=pixel_max)
+        raise FileNotFoundError(
+            f"HRNet pretrained checkpoint not found: {str(pretrained)!r} (backbone config "
+            f"field 'pretrained'); give a local file path"
+        )
+    model = HRNetFCN(
+        variant=str(variant).lower(),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        normalize_imagenet=normalize_imagenet,
+        pixel_max=pixel_max,
+    )
     if pretrained:
         report = model.load_pretrained(str(pretrained), trusted=trust_checkpoint)
-        _LOG.info("HRNet %s: loaded %s; %d model weights not in it, %d checkpoint entries skipped",
-                  variant, pretrained, len(report["missing"]), len(report["skipped"]))
+        _LOG.info(
+            "HRNet %s: loaded %s; %d model weights not in it, %d checkpoint entries skipped",
+            variant,
+            pretrained,
+            len(report["missing"]),
+            len(report["skipped"]),
+        )
     return model

@@ -33,8 +33,8 @@ The conv-norm-act blocks are MONAI's :class:`monai.networks.blocks.Convolution`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from monai.networks.blocks import Convolution
@@ -150,8 +150,9 @@ def plan_unet(
     )
 
 
-def features_per_stage(n_stages: int, dims: int, base_features: int = NNUNET_BASE_FEATURES,
-                       max_features: int | None = None) -> tuple[int, ...]:
+def features_per_stage(
+    n_stages: int, dims: int, base_features: int = NNUNET_BASE_FEATURES, max_features: int | None = None
+) -> tuple[int, ...]:
     """``min(base * 2**s, max)`` per stage; ``max_features=None`` means nnU-Net's 512 (2D) / 320 (3D)."""
     if base_features < 1:
         raise ValueError(f"base_features must be >= 1, got {base_features}")
@@ -161,20 +162,27 @@ def features_per_stage(n_stages: int, dims: int, base_features: int = NNUNET_BAS
     return tuple(min(cap, base_features * 2**s) for s in range(n_stages))
 
 
-def _conv_block(dims: int, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int],
-                conv_bias: bool) -> Convolution:
+def _conv_block(
+    dims: int, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int], conv_bias: bool
+) -> Convolution:
     """conv (same padding) -> InstanceNorm(affine, eps 1e-5) -> LeakyReLU(0.01), MONAI's Convolution."""
     return Convolution(
-        spatial_dims=dims, in_channels=cin, out_channels=cout, strides=tuple(stride),
-        kernel_size=tuple(kernel), adn_ordering="NDA",
+        spatial_dims=dims,
+        in_channels=cin,
+        out_channels=cout,
+        strides=tuple(stride),
+        kernel_size=tuple(kernel),
+        adn_ordering="NDA",
         norm=("instance", {"affine": True, "eps": 1e-5}),
         act=("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
-        bias=conv_bias, padding=tuple((k - 1) // 2 for k in kernel),
+        bias=conv_bias,
+        padding=tuple((k - 1) // 2 for k in kernel),
     )
 
 
-def _stage(dims: int, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int],
-           n_convs: int, conv_bias: bool) -> nn.Sequential:
+def _stage(
+    dims: int, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int], n_convs: int, conv_bias: bool
+) -> nn.Sequential:
     blocks = [_conv_block(dims, cin, cout, kernel, stride, conv_bias)]
     blocks += [_conv_block(dims, cout, cout, kernel, (1,) * dims, conv_bias) for _ in range(n_convs - 1)]
     return nn.Sequential(*blocks)
@@ -190,10 +198,17 @@ class PlainConvUNet(nn.Module):
     * otherwise (eval mode, or ``deep_supervision=False``): one tensor ``(B, num_classes, *spatial)``.
     """
 
-    def __init__(self, plan: UNetPlan, in_channels: int, num_classes: int,
-                 features: Sequence[int], deep_supervision: bool = True,
-                 ds_include_lowest: bool = False, n_conv_per_stage: int = 2,
-                 conv_bias: bool = True) -> None:
+    def __init__(
+        self,
+        plan: UNetPlan,
+        in_channels: int,
+        num_classes: int,
+        features: Sequence[int],
+        deep_supervision: bool = True,
+        ds_include_lowest: bool = False,
+        n_conv_per_stage: int = 2,
+        conv_bias: bool = True,
+    ) -> None:
         super().__init__()
         dims, n = plan.dims, plan.n_stages
         if n < 2:
@@ -215,8 +230,9 @@ class PlainConvUNet(nn.Module):
         self.encoder = nn.ModuleList()
         cin = in_channels
         for s in range(n):
-            self.encoder.append(_stage(dims, cin, self.features[s], plan.kernel_sizes[s], plan.strides[s],
-                                       n_conv_per_stage, conv_bias))
+            self.encoder.append(
+                _stage(dims, cin, self.features[s], plan.kernel_sizes[s], plan.strides[s], n_conv_per_stage, conv_bias)
+            )
             cin = self.features[s]
 
         # decoder stage s (s = n-2 .. 0) upsamples from stage s+1 to stage s's resolution
@@ -225,16 +241,25 @@ class PlainConvUNet(nn.Module):
         self.decoder = nn.ModuleList()
         for s in range(n - 1):
             stride = plan.strides[s + 1]
-            self.upsample.append(conv(self.features[s + 1], self.features[s], kernel_size=stride,
-                                      stride=stride, bias=conv_bias))
-            self.decoder.append(_stage(dims, 2 * self.features[s], self.features[s], plan.kernel_sizes[s],
-                                       (1,) * dims, n_conv_per_stage, conv_bias))
+            self.upsample.append(
+                conv(self.features[s + 1], self.features[s], kernel_size=stride, stride=stride, bias=conv_bias)
+            )
+            self.decoder.append(
+                _stage(
+                    dims,
+                    2 * self.features[s],
+                    self.features[s],
+                    plan.kernel_sizes[s],
+                    (1,) * dims,
+                    n_conv_per_stage,
+                    conv_bias,
+                )
+            )
 
         scales = plan.stage_scales()
         n_out = (n - 1 if self.ds_include_lowest else max(n - 2, 1)) if self.deep_supervision else 1
         head = {2: nn.Conv2d, 3: nn.Conv3d}[dims]
-        self.heads = nn.ModuleList(head(self.features[s], num_classes, kernel_size=1, bias=True)
-                                   for s in range(n_out))
+        self.heads = nn.ModuleList(head(self.features[s], num_classes, kernel_size=1, bias=True) for s in range(n_out))
         #: per-output integer downsampling factors, highest resolution first
         self.ds_scales: list[tuple[int, ...]] = [scales[s] for s in range(n_out)]
         raw = [0.5**i for i in range(n - 1)]
@@ -246,12 +271,16 @@ class PlainConvUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if x.ndim != self.dims + 2 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, {'D, ' if self.dims == 3 else ''}H, W), "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected input (B, {self.in_channels}, {'D, ' if self.dims == 3 else ''}H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
         div = self.plan.must_be_divisible_by
         if any(size % d for size, d in zip(x.shape[2:], div)):
-            raise ValueError(f"spatial shape {tuple(x.shape[2:])} must be divisible by {div} "
-                             f"(the network's total stride per axis); pad the input")
+            raise ValueError(
+                f"spatial shape {tuple(x.shape[2:])} must be divisible by {div} "
+                f"(the network's total stride per axis); pad the input"
+            )
         skips = []
         for stage in self.encoder:
             x = stage(x)
@@ -268,8 +297,10 @@ class PlainConvUNet(nn.Module):
         return outputs[::-1]
 
     def extra_repr(self) -> str:
-        return (f"dims={self.dims}, strides={self.plan.strides}, features={self.features}, "
-                f"deep_supervision={self.deep_supervision}, ds_scales={self.ds_scales}")
+        return (
+            f"dims={self.dims}, strides={self.plan.strides}, features={self.features}, "
+            f"deep_supervision={self.deep_supervision}, ds_scales={self.ds_scales}"
+        )
 
 
 def _init_he(module: nn.Module) -> None:
@@ -282,12 +313,21 @@ def _init_he(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-_UNET_OPTIONS = ("base_features", "max_features", "spacing", "min_feature_map_size", "max_stages",
-                 "ds_include_lowest", "n_conv_per_stage", "conv_bias")
+_UNET_OPTIONS = (
+    "base_features",
+    "max_features",
+    "spacing",
+    "min_feature_map_size",
+    "max_stages",
+    "ds_include_lowest",
+    "n_conv_per_stage",
+    "conv_bias",
+)
 
 
-def build_unet(dims: int, in_channels: int, num_classes: int, patch_size: Sequence[int],
-               deep_supervision: bool = True, **options) -> PlainConvUNet:
+def build_unet(
+    dims: int, in_channels: int, num_classes: int, patch_size: Sequence[int], deep_supervision: bool = True, **options
+) -> PlainConvUNet:
     """Build nnU-Net's PlainConvUNet planned for ``patch_size``.
 
     Options (all optional): ``base_features`` (32), ``max_features`` (None = 512 in 2D, 320 in 3D;
@@ -303,16 +343,28 @@ def build_unet(dims: int, in_channels: int, num_classes: int, patch_size: Sequen
     patch = tuple(int(p) for p in patch_size)
     if len(patch) != dims:
         raise ValueError(f"patch_size {tuple(patch_size)} has {len(patch)} axes but dims={dims}")
-    plan = plan_unet(patch, spacing=options.get("spacing"),
-                     min_feature_map_size=int(options.get("min_feature_map_size") or NNUNET_MIN_FEATURE_MAP_SIZE),
-                     max_stages=options.get("max_stages"))
+    plan = plan_unet(
+        patch,
+        spacing=options.get("spacing"),
+        min_feature_map_size=int(options.get("min_feature_map_size") or NNUNET_MIN_FEATURE_MAP_SIZE),
+        max_stages=options.get("max_stages"),
+    )
     if plan.padded_patch_size() != patch:
-        raise ValueError(f"patch_size {patch} is not divisible by {plan.must_be_divisible_by} (2**poolings "
-                         f"per axis); nnU-Net would use {plan.padded_patch_size()}")
+        raise ValueError(
+            f"patch_size {patch} is not divisible by {plan.must_be_divisible_by} (2**poolings "
+            f"per axis); nnU-Net would use {plan.padded_patch_size()}"
+        )
     base = options.get("base_features")
-    feats = features_per_stage(plan.n_stages, dims, NNUNET_BASE_FEATURES if base is None else int(base),
-                               options.get("max_features"))
-    return PlainConvUNet(plan, in_channels, num_classes, feats, deep_supervision=deep_supervision,
-                         ds_include_lowest=bool(options.get("ds_include_lowest", False)),
-                         n_conv_per_stage=int(options.get("n_conv_per_stage", 2)),
-                         conv_bias=bool(options.get("conv_bias", True)))
+    feats = features_per_stage(
+        plan.n_stages, dims, NNUNET_BASE_FEATURES if base is None else int(base), options.get("max_features")
+    )
+    return PlainConvUNet(
+        plan,
+        in_channels,
+        num_classes,
+        feats,
+        deep_supervision=deep_supervision,
+        ds_include_lowest=bool(options.get("ds_include_lowest", False)),
+        n_conv_per_stage=int(options.get("n_conv_per_stage", 2)),
+        conv_bias=bool(options.get("conv_bias", True)),
+    )

@@ -44,12 +44,24 @@ from skelrecall.bench.losses.measure import LOSSES, PRESETS, measure_all, synthe
 from skelrecall.bench.losses.report import read_raw, render_report, write_raw, write_report
 from skelrecall.bench.losses.summarise import Check, goal_checks, summarise
 
-__all__ = ["LOSSES", "PRESETS", "Check", "goal_checks", "main", "render_only", "render_report", "run", "summarise",
-           "synthetic_batch", "worker"]
+__all__ = [
+    "LOSSES",
+    "PRESETS",
+    "Check",
+    "goal_checks",
+    "main",
+    "render_only",
+    "render_report",
+    "run",
+    "summarise",
+    "synthetic_batch",
+    "worker",
+]
 
 
-def run(out_dir: str = "reports/bench", quick: bool = False, device: str | None = None,
-        sizes: str | None = None) -> None:
+def run(
+    out_dir: str = "reports/bench", quick: bool = False, device: str | None = None, sizes: str | None = None
+) -> None:
     """Run every configuration in its own process, write the raw measurements, then the summary
     CSV, the report and the figure (:func:`~skelrecall.bench.losses.report.write_report`).
 
@@ -63,13 +75,21 @@ def run(out_dir: str = "reports/bench", quick: bool = False, device: str | None 
         raise ValueError(f"sizes must be 'paper' or 'cpu', got {sizes!r}")
     preset = "quick" if quick else sizes
     plan = PRESETS[preset]
-    machine = {**machine_description(packages=("torch", "numpy", "scipy")),
-               "torch threads per worker": f"{plan['threads']} (set by the benchmark)"}
+    machine = {
+        **machine_description(packages=("torch", "numpy", "scipy")),
+        "torch threads per worker": f"{plan['threads']} (set by the benchmark)",
+    }
     load_before, started = load_average(), time.time()
     rows, pairs = measure_all(plan, device, quick=quick)
-    run_info = {"preset": preset, "quick": quick, "device": device, "machine": machine,
-                "load_before": list(load_before), "load_after": list(load_average()),
-                "elapsed_s": time.time() - started}
+    run_info = {
+        "preset": preset,
+        "quick": quick,
+        "device": device,
+        "machine": machine,
+        "load_before": list(load_before),
+        "load_after": list(load_average()),
+        "elapsed_s": time.time() - started,
+    }
     raw, paired = write_raw(out_dir, rows, pairs, run_info)
     print(write_report(out_dir, raw, paired, run_info))
 
@@ -84,10 +104,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="reports/bench")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--sizes", choices=["paper", "cpu"],
-                        help="paper: 2D 2x512x512, 3D 2x80x160x192 (default on a GPU); cpu: reduced (default on CPU)")
-    parser.add_argument("--render-only", action="store_true",
-                        help="rebuild the report from losses_raw.csv, losses_paired.csv and losses_run.json in --out")
+    parser.add_argument(
+        "--sizes",
+        choices=["paper", "cpu"],
+        help="paper: 2D 2x512x512, 3D 2x80x160x192 (default on a GPU); cpu: reduced (default on CPU)",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rebuild the report from losses_raw.csv, losses_paired.csv and losses_run.json in --out",
+    )
     args = parser.parse_args(argv)
     if args.render_only:
         render_only(Path(args.out))

@@ -52,8 +52,15 @@ PAPER = {
     "threads": 1,  # CPU only; ignored on CUDA
     "paired": [
         {"dims": 2, "batch": 2, "spatial": [512, 512], "classes": CLASSES, "pairs": 10, "threads": 1, "memory": True},
-        {"dims": 3, "batch": 2, "spatial": [80, 160, 192], "classes": CLASSES, "pairs": 10, "threads": 1,
-         "memory": True},
+        {
+            "dims": 3,
+            "batch": 2,
+            "spatial": [80, 160, 192],
+            "classes": CLASSES,
+            "pairs": 10,
+            "threads": 1,
+            "memory": True,
+        },
     ],
 }
 # quick: tiny sizes; only the first configuration runs in a subprocess (to check that path), the
@@ -105,8 +112,7 @@ def synthetic_batch(batch: int, spatial: tuple[int, ...], classes: int, seed: in
 
 def make_loss(name: str, classes: int, dims: int):
     """Dice+CE plus the connectivity loss ``name`` with w = 1 (``dice_ce``: none, w = 0)."""
-    from skelrecall.losses import (CompoundLoss, DiceCELoss, SkeletonRecallLoss,
-                                   SoftclDiceLoss, TopoClDiceLoss)
+    from skelrecall.losses import CompoundLoss, DiceCELoss, SkeletonRecallLoss, SoftclDiceLoss, TopoClDiceLoss
 
     conn = {
         "dice_ce": None,
@@ -131,9 +137,18 @@ def step_specs(plan: dict[str, Any], device: str) -> Iterator[dict[str, Any]]:
                 for name in LOSSES:
                     if name == "topo_cldice" and dims == 3:
                         continue
-                    yield {"dims": dims, "classes": classes, "batch": batch, "spatial": list(spatial),
-                           "loss": name, "steps": plan["steps"], "loss_repeats": plan["loss_repeats"],
-                           "device": device, "threads": plan["threads"], "round": rnd}
+                    yield {
+                        "dims": dims,
+                        "classes": classes,
+                        "batch": batch,
+                        "spatial": list(spatial),
+                        "loss": name,
+                        "steps": plan["steps"],
+                        "loss_repeats": plan["loss_repeats"],
+                        "device": device,
+                        "threads": plan["threads"],
+                        "round": rnd,
+                    }
 
 
 def paired_specs(plan: dict[str, Any], device: str) -> Iterator[dict[str, Any]]:
@@ -280,16 +295,21 @@ def paired(spec: dict[str, Any]) -> dict[str, Any]:
     step_with(base), step_with(other)  # warm-up
     cpu, wall = {"base": [], "other": []}, {"base": [], "other": []}
     for i in range(int(spec["pairs"])):
-        for key in (("base", "other") if i % 2 == 0 else ("other", "base")):
+        for key in ("base", "other") if i % 2 == 0 else ("other", "base"):
             t = time_calls(lambda: step_with(base if key == "base" else other))
             wall[key].append(t.wall[0])
             cpu[key].append(t.cpu[0])
     cpu_r = [o / b for o, b in zip(cpu["other"], cpu["base"])]
     wall_r = [o / b for o, b in zip(wall["other"], wall["base"])]
-    result = {**spec, "step_cpu_base_s": statistics.median(cpu["base"]),
-              "step_cpu_s": statistics.median(cpu["other"]),
-              "cpu_ratio_median": statistics.median(cpu_r), "cpu_ratio_min": min(cpu_r),
-              "cpu_ratio_max": max(cpu_r), "wall_ratio_median": statistics.median(wall_r)}
+    result = {
+        **spec,
+        "step_cpu_base_s": statistics.median(cpu["base"]),
+        "step_cpu_s": statistics.median(cpu["other"]),
+        "cpu_ratio_median": statistics.median(cpu_r),
+        "cpu_ratio_min": min(cpu_r),
+        "cpu_ratio_max": max(cpu_r),
+        "wall_ratio_median": statistics.median(wall_r),
+    }
     if spec.get("memory"):
         if cuda:
             peaks = []
@@ -299,8 +319,9 @@ def paired(spec: dict[str, Any]) -> dict[str, Any]:
                 step_with(loss)
                 peaks.append(torch.cuda.max_memory_allocated() / 2**20)
         else:
-            peaks = [sum(cpu_step_peak(model, tensors, lambda loss=loss: step_with(loss))) / 2**20
-                     for loss in (base, other)]
+            peaks = [
+                sum(cpu_step_peak(model, tensors, lambda loss=loss: step_with(loss))) / 2**20 for loss in (base, other)
+            ]
         result.update(peak_alloc_base_mb=peaks[0], peak_alloc_mb=peaks[1], alloc_ratio=peaks[1] / peaks[0])
     return result
 
@@ -368,17 +389,22 @@ def measure_all(plan: dict[str, Any], device: str, quick: bool = False) -> tuple
     for spec in step_specs(plan, device):
         res = run_worker(spec, fresh_process=not (quick and rows))
         rows.append(res)
-        print(f"[losses bench] {spec['dims']}D C={spec['classes']:2d} {spec['loss']:24s} round {spec['round']}: "
-              f"step {res['step_wall_s']:.2f} s wall / {res['step_cpu_s']:.2f} s cpu, "
-              f"peak alloc {res['peak_alloc_mb']:.0f} MB, peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+        print(
+            f"[losses bench] {spec['dims']}D C={spec['classes']:2d} {spec['loss']:24s} round {spec['round']}: "
+            f"step {res['step_wall_s']:.2f} s wall / {res['step_cpu_s']:.2f} s cpu, "
+            f"peak alloc {res['peak_alloc_mb']:.0f} MB, peak RSS {res['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     pairs = []
     for spec in paired_specs(plan, device):
         res = run_worker(spec, fresh_process=not quick)
         pairs.append(res)
-        print(f"[losses bench] paired {spec['dims']}D {'x'.join(map(str, spec['spatial']))} C={spec['classes']:2d} "
-              f"skeleton_recall / dice_ce: CPU time ratio median {res['cpu_ratio_median']:.3f} "
-              f"(range {res['cpu_ratio_min']:.3f}-{res['cpu_ratio_max']:.3f} over {spec['pairs']} pairs)",
-              flush=True)
+        print(
+            f"[losses bench] paired {spec['dims']}D {'x'.join(map(str, spec['spatial']))} C={spec['classes']:2d} "
+            f"skeleton_recall / dice_ce: CPU time ratio median {res['cpu_ratio_median']:.3f} "
+            f"(range {res['cpu_ratio_min']:.3f}-{res['cpu_ratio_max']:.3f} over {spec['pairs']} pairs)",
+            flush=True,
+        )
     return rows, pairs
 
 

@@ -19,12 +19,43 @@ from skelrecall.render import markdown_table
 
 RAW_FILE, PAIRED_FILE, RUN_FILE = "losses_raw.csv", "losses_paired.csv", "losses_run.json"
 SUMMARY_FILE, REPORT_FILE, FIGURE_FILE = "losses.csv", "losses.md", "losses_overhead.png"
-PAIRED_COLUMNS = ["dims", "spatial", "batch", "classes", "loss", "threads", "pairs", "step_cpu_base_s", "step_cpu_s",
-                  "cpu_ratio_median", "cpu_ratio_min", "cpu_ratio_max", "wall_ratio_median",
-                  "peak_alloc_base_mb", "peak_alloc_mb", "alloc_ratio"]
-RESULT_COLUMNS = ["dims", "spatial", "classes", "loss", "step_cpu_s", "step_wall_s", "peak_alloc_mb", "step_alloc_mb",
-                  "peak_rss_mb", "cpu_ratio", "wall_ratio", "alloc_ratio", "step_alloc_ratio", "rss_ratio",
-                  "loss_only_vs_step", "loss_overhead", "loss_alloc_mb"]
+PAIRED_COLUMNS = [
+    "dims",
+    "spatial",
+    "batch",
+    "classes",
+    "loss",
+    "threads",
+    "pairs",
+    "step_cpu_base_s",
+    "step_cpu_s",
+    "cpu_ratio_median",
+    "cpu_ratio_min",
+    "cpu_ratio_max",
+    "wall_ratio_median",
+    "peak_alloc_base_mb",
+    "peak_alloc_mb",
+    "alloc_ratio",
+]
+RESULT_COLUMNS = [
+    "dims",
+    "spatial",
+    "classes",
+    "loss",
+    "step_cpu_s",
+    "step_wall_s",
+    "peak_alloc_mb",
+    "step_alloc_mb",
+    "peak_rss_mb",
+    "cpu_ratio",
+    "wall_ratio",
+    "alloc_ratio",
+    "step_alloc_ratio",
+    "rss_ratio",
+    "loss_only_vs_step",
+    "loss_overhead",
+    "loss_alloc_mb",
+]
 FLOAT_FORMAT = "%.5g"  # of every CSV
 
 
@@ -46,8 +77,11 @@ def render_report(raw, table, paired, checks: list[Check], run: dict[str, Any]) 
     (:func:`summarise`), ``paired`` (the paired rows), ``checks`` (:func:`goal_checks`) and ``run``
     (the context stored in ``losses_run.json``)."""
     device, quick = run["device"], run.get("quick", False)
-    mem_name = ("torch.cuda.max_memory_allocated" if device == "cuda"
-                else "the torch CPU allocator's events read with the torch profiler")
+    mem_name = (
+        "torch.cuda.max_memory_allocated"
+        if device == "cuda"
+        else "the torch CPU allocator's events read with the torch profiler"
+    )
     first = raw.drop_duplicates("dims")
     sizes = ", ".join(f"{d}D: batch {b}, {s}" for d, b, s in zip(first["dims"], first["batch"], first["spatial"]))
     classes = [int(c) for c in sorted(raw["classes"].unique())]
@@ -71,11 +105,20 @@ def render_report(raw, table, paired, checks: list[Check], run: dict[str, Any]) 
         "",
         "- network: nnU-Net's PlainConvUNet (`skelrecall.models.unet.build_unet`, full width: 32 base",
         "  features), deep supervision on, nnU-Net's weights; one training step = forward, loss, backward",
-        f"- sizes: {sizes}" + ("" if run["preset"] == "paper" else " (reduced: `--sizes paper` runs the paper's "
-                                "2D 512x512 and 3D 80x160x192, the default on a GPU;"),
-        *([] if run["preset"] == "paper" else ["  network and loss costs both scale with the number of voxels, so "
-                                               "the ratios carry over only", "  approximately: per-class constant "
-                                               "costs weigh more at small sizes)"]),
+        f"- sizes: {sizes}"
+        + (
+            ""
+            if run["preset"] == "paper"
+            else " (reduced: `--sizes paper` runs the paper's 2D 512x512 and 3D 80x160x192, the default on a GPU;"
+        ),
+        *(
+            []
+            if run["preset"] == "paper"
+            else [
+                "  network and loss costs both scale with the number of voxels, so the ratios carry over only",
+                "  approximately: per-class constant costs weigh more at small sizes)",
+            ]
+        ),
         f"- classes C (background included): {classes}; losses: {', '.join(losses)} (Topo-clDice 2D only)",
         "- w = 1 for every connectivity loss; clDice 10 iterations; Topo-clDice 5 (2D) iterations,",
         "  Boolean simple-point test, probabilistic binarisation",
@@ -108,10 +151,20 @@ def render_report(raw, table, paired, checks: list[Check], run: dict[str, Any]) 
     for goal, value, ok in checks:
         verdict = "INFO" if ok is None else ("MET" if ok else "NOT MET")
         lines.append(f"- {verdict}: {goal}: {value}")
-    lines += ["", "## Paired step time (skeleton_recall / dice_ce)", "", _table(paired),
-              "", "## Results", "", _table(table[RESULT_COLUMNS]), "",
-              f"Figure: `{FIGURE_FILE}` (time and peak-memory ratio to dice_ce against C, like the",
-              "paper's Fig. 7).", ""]
+    lines += [
+        "",
+        "## Paired step time (skeleton_recall / dice_ce)",
+        "",
+        _table(paired),
+        "",
+        "## Results",
+        "",
+        _table(table[RESULT_COLUMNS]),
+        "",
+        f"Figure: `{FIGURE_FILE}` (time and peak-memory ratio to dice_ce against C, like the",
+        "paper's Fig. 7).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -128,11 +181,14 @@ def write_raw(out_dir: str | Path, rows: list[dict], pairs: list[dict], run: dic
     """Write the measurements (``losses_raw.csv``, ``losses_paired.csv``) and ``losses_run.json``;
     returns the two frames as written (before the CSV's rounding)."""
     raw, paired = _frames(rows, pairs)
-    write_outputs(out_dir, {
-        RAW_FILE: lambda p: raw.to_csv(p, index=False, float_format=FLOAT_FORMAT),
-        PAIRED_FILE: lambda p: paired.to_csv(p, index=False, float_format=FLOAT_FORMAT),
-        RUN_FILE: lambda p: p.write_text(json.dumps(run, indent=2) + "\n"),
-    })
+    write_outputs(
+        out_dir,
+        {
+            RAW_FILE: lambda p: raw.to_csv(p, index=False, float_format=FLOAT_FORMAT),
+            PAIRED_FILE: lambda p: paired.to_csv(p, index=False, float_format=FLOAT_FORMAT),
+            RUN_FILE: lambda p: p.write_text(json.dumps(run, indent=2) + "\n"),
+        },
+    )
     return raw, paired
 
 
@@ -155,9 +211,12 @@ def write_report(out_dir: str | Path, raw, paired, run: dict[str, Any]) -> str:
     table = summarise(raw)
     checks = goal_checks(table, paired.assign(device=run["device"]))
     report = render_report(raw, table, paired, checks, run)
-    write_outputs(out_dir, {
-        SUMMARY_FILE: lambda p: table.to_csv(p, index=False, float_format=FLOAT_FORMAT),
-        REPORT_FILE: lambda p: p.write_text(report),
-    })
+    write_outputs(
+        out_dir,
+        {
+            SUMMARY_FILE: lambda p: table.to_csv(p, index=False, float_format=FLOAT_FORMAT),
+            REPORT_FILE: lambda p: p.write_text(report),
+        },
+    )
     overhead_figure(table, Path(out_dir) / FIGURE_FILE, losses=LOSSES)
     return report

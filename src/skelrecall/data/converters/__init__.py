@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skelrecall.data.converters import cracks, drive, roads, topcow, toothfairy
+from skelrecall.data.converters import cracks, drive, roads, toothfairy, topcow
 from skelrecall.data.converters.common import ConversionError
 
 CONVERTERS: dict[str, Callable[..., Path]] = {
@@ -57,8 +57,11 @@ def converter_options(name: str) -> dict[str, Any]:
     """The dataset-specific keyword options of converter ``name`` and their defaults (without
     ``raw``, ``out``, ``workers`` and ``overwrite``)."""
     params = inspect.signature(get_converter(name)).parameters
-    return {p.name: p.default for p in params.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in COMMON_OPTIONS}
+    return {
+        p.name: p.default
+        for p in params.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in COMMON_OPTIONS
+    }
 
 
 __all__ = ["COMMON_OPTIONS", "CONVERTERS", "FOLDERS", "ConversionError", "converter_options", "get_converter"]

@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 
 from skelrecall.data.layout import write_dataset_json
-from skelrecall.io import write_json
-from skelrecall.io import ImageReadError, read_image, write_image
+from skelrecall.io import ImageReadError, read_image, write_image, write_json
 
 #: default root of converted datasets (``data/nnUNet_raw/<folder>``), relative to the working dir
 DEFAULT_RAW_ROOT = Path("data") / "nnUNet_raw"
@@ -65,7 +64,11 @@ def read_raster(path: str | os.PathLike) -> np.ndarray:
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 arr = np.asarray(im)
                 # a grey palette comes back as three equal channels: collapse it
-                if arr.ndim == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):
+                if (
+                    arr.ndim == 3
+                    and np.array_equal(arr[..., 0], arr[..., 1])
+                    and np.array_equal(arr[..., 0], arr[..., 2])
+                ):
                     arr = arr[..., 0]
                 return np.array(arr)
             if im.mode in ("1",):
@@ -107,8 +110,7 @@ def read_mha(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         import SimpleITK as sitk
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConversionError(
-            f"{path}: reading .mha needs SimpleITK (pip install SimpleITK)") from exc
+        raise ConversionError(f"{path}: reading .mha needs SimpleITK (pip install SimpleITK)") from exc
     try:
         img = sitk.ReadImage(str(path))
         arr = sitk.GetArrayFromImage(img)
@@ -179,7 +181,8 @@ def binary_mask(arr: np.ndarray, path: Path, *, threshold: float | None = None) 
     shown = values[:10].tolist()
     raise ConversionError(
         f"{path}: unexpected label values {shown}{' ...' if len(values) > 10 else ''}; "
-        "expected {0, 1} or {0, 255} (pass mask_threshold=... to binarize other masks)")
+        "expected {0, 1} or {0, 255} (pass mask_threshold=... to binarize other masks)"
+    )
 
 
 def check_values(arr: np.ndarray, allowed: Iterable[int], path: Path) -> None:
@@ -194,7 +197,8 @@ def check_same_shape(image_shape: Sequence[int], label_shape: Sequence[int], ima
     """Stop if the spatial shapes of image and label differ."""
     if tuple(image_shape) != tuple(label_shape):
         raise ConversionError(
-            f"{label}: label shape {tuple(label_shape)} does not match image {image} of shape {tuple(image_shape)}")
+            f"{label}: label shape {tuple(label_shape)} does not match image {image} of shape {tuple(image_shape)}"
+        )
 
 
 def check_affines(a: np.ndarray, b: np.ndarray, image: Path, label: Path, atol: float = 1e-3) -> None:
@@ -247,8 +251,9 @@ def _ci_join(folder: Path, parts: tuple[str, ...]) -> Path | None:
 def list_files(folder: Path, endings: Iterable[str]) -> list[Path]:
     """Sorted files in ``folder`` whose lower-cased name ends with one of ``endings``."""
     endings = tuple(e.lower() for e in endings)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(endings)
-                  and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(endings) and not p.name.startswith(".")
+    )
 
 
 def safe_case_id(name: str) -> str:
@@ -260,8 +265,9 @@ def safe_case_id(name: str) -> str:
 # splits
 
 
-def kfold_splits(case_ids: Iterable[str], folds: int = 5, seed: int = SPLIT_SEED,
-                 groups: dict[str, str] | None = None) -> list[dict[str, list[str]]]:
+def kfold_splits(
+    case_ids: Iterable[str], folds: int = 5, seed: int = SPLIT_SEED, groups: dict[str, str] | None = None
+) -> list[dict[str, list[str]]]:
     """``folds`` cross-validation folds in nnU-Net's splits_final.json format.
 
     Deterministic: the sorted case ids (or, with ``groups`` (case -> group, e.g. patient), the
@@ -327,12 +333,14 @@ class Staging:
             elif not overwrite:
                 raise FileExistsError(
                     f"{self.out} holds a dataset made with other settings ({existing}); "
-                    "pass overwrite=True (--overwrite) to replace it")
+                    "pass overwrite=True (--overwrite) to replace it"
+                )
         elif self.out.exists() and any(self.out.iterdir()) and not overwrite:
-            raise FileExistsError(f"{self.out} exists but is not a converted dataset (no dataset.json); "
-                                  "remove it or pass overwrite=True")
+            raise FileExistsError(
+                f"{self.out} exists but is not a converted dataset (no dataset.json); remove it or pass overwrite=True"
+            )
 
-    def __enter__(self) -> "Staging":
+    def __enter__(self) -> Staging:
         if not self.done:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp.mkdir(parents=True)
@@ -368,8 +376,16 @@ def map_cases(fn: Callable, jobs: Sequence, workers: int = 1, desc: str = "") ->
         return [f.result() for f in futures]
 
 
-def verify_dataset(root: Path, *, num_train: int, num_test: int, allowed_labels: Iterable[int],
-                   dims: int, num_channels: int = 1, extra_folders: Sequence[str] = ()) -> dict[str, Any]:
+def verify_dataset(
+    root: Path,
+    *,
+    num_train: int,
+    num_test: int,
+    allowed_labels: Iterable[int],
+    dims: int,
+    num_channels: int = 1,
+    extra_folders: Sequence[str] = (),
+) -> dict[str, Any]:
     """Re-read everything written under ``root`` and check it; return summary statistics.
 
     Checks: dataset.json's numTraining and the number of label files per split; one image file per
@@ -441,20 +457,47 @@ def read_volume_or_png(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     return np.asarray(arr), meta
 
 
-def finish(stage: Staging, *, name: str, channel_names: dict[int, str], labels: dict[str, int],
-           train_cases: Sequence[str], test_cases: Sequence[str], file_ending: str, dims: int,
-           splits: list[dict[str, list[str]]], extra_meta: dict[str, Any] | None = None,
-           extra_folders: Sequence[str] = (), allowed_labels: Iterable[int] | None = None,
-           started: float | None = None, notes: Sequence[str] = ()) -> dict[str, Any]:
+def finish(
+    stage: Staging,
+    *,
+    name: str,
+    channel_names: dict[int, str],
+    labels: dict[str, int],
+    train_cases: Sequence[str],
+    test_cases: Sequence[str],
+    file_ending: str,
+    dims: int,
+    splits: list[dict[str, list[str]]],
+    extra_meta: dict[str, Any] | None = None,
+    extra_folders: Sequence[str] = (),
+    allowed_labels: Iterable[int] | None = None,
+    started: float | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
     """Write dataset.json + splits.json into the staging folder, verify, print a summary."""
     root = stage.tmp
-    write_dataset_json(root, channel_names=channel_names, labels=labels, num_training=len(train_cases),
-                       file_ending=file_ending, name=name, numTest=len(test_cases),
-                       **{stage.key: stage.params}, **(extra_meta or {}))
+    write_dataset_json(
+        root,
+        channel_names=channel_names,
+        labels=labels,
+        num_training=len(train_cases),
+        file_ending=file_ending,
+        name=name,
+        numTest=len(test_cases),
+        **{stage.key: stage.params},
+        **(extra_meta or {}),
+    )
     write_json(root / "splits.json", splits)
     allowed = allowed_labels if allowed_labels is not None else labels.values()
-    stats = verify_dataset(root, num_train=len(train_cases), num_test=len(test_cases), allowed_labels=allowed,
-                           dims=dims, num_channels=len(channel_names), extra_folders=extra_folders)
+    stats = verify_dataset(
+        root,
+        num_train=len(train_cases),
+        num_test=len(test_cases),
+        allowed_labels=allowed,
+        dims=dims,
+        num_channels=len(channel_names),
+        extra_folders=extra_folders,
+    )
     total = sum(stats["label_voxels"].values()) or 1
     shapes = sorted(stats["shapes"])
     lines = [

@@ -34,8 +34,19 @@ NAME = "cracks"
 FOLDER = "Dataset803_Cracks"
 LABELS = {"background": 0, "crack": 1}
 IMAGE_DIRS = ("images", "image", "imgs", "img", "rgb", "input", "inputs")
-MASK_DIRS = ("masks", "mask", "labels", "label", "gt", "groundtruth", "ground_truth", "bw", "annotations",
-             "output", "outputs")
+MASK_DIRS = (
+    "masks",
+    "mask",
+    "labels",
+    "label",
+    "gt",
+    "groundtruth",
+    "ground_truth",
+    "bw",
+    "annotations",
+    "output",
+    "outputs",
+)
 ENDINGS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 MASK_SUFFIX = re.compile(r"(_mask|_label|_gt|_bw)$", re.IGNORECASE)
 
@@ -57,7 +68,8 @@ def find_pairs(raw: Path, max_depth: int = 3) -> list[tuple[Path, Path]]:
     if not pairs:
         raise C.ConversionError(
             f"{raw}: no image/mask folder pair found; expected folders named one of {IMAGE_DIRS} beside one of "
-            f"{MASK_DIRS} (see data/README.md, cracks)")
+            f"{MASK_DIRS} (see data/README.md, cracks)"
+        )
     return sorted(pairs)
 
 
@@ -90,8 +102,15 @@ def _convert_case(case: str, img_path: Path, msk_path: Path, tmp: Path, threshol
     C.write_png(tmp / "labelsTr" / f"{case}.png", label)
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
-            mask_threshold: float | None = None, folds: int = 5) -> Path:
+def convert(
+    raw: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    mask_threshold: float | None = None,
+    folds: int = 5,
+) -> Path:
     """Convert the cracks images/masks at ``raw`` into ``out`` (see the module docstring)."""
     t0 = time.time()
     raw, out = Path(raw), C.default_out(FOLDER, out)
@@ -114,8 +133,18 @@ def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1,
         raise C.ConversionError(f"{raw}: duplicate case ids after sanitising file names: {dupes[:5]}")
     with stage:
         C.map_cases(_convert_case, [(*j, stage.tmp, mask_threshold) for j in jobs], workers=workers, desc=NAME)
-        C.finish(stage, name=FOLDER, channel_names={0: "R", 1: "G", 2: "B"}, labels=LABELS, train_cases=ids,
-                 test_cases=[], file_ending=".png", dims=2, splits=C.kfold_splits(ids, folds), started=t0,
-                 extra_meta={"description": "concrete cracks (Tomaszewicz & Owerko 2023), generic image/mask layout"},
-                 notes=[f"image/mask folder pairs: {[str(p[0].relative_to(raw)) for p in pairs]}"])
+        C.finish(
+            stage,
+            name=FOLDER,
+            channel_names={0: "R", 1: "G", 2: "B"},
+            labels=LABELS,
+            train_cases=ids,
+            test_cases=[],
+            file_ending=".png",
+            dims=2,
+            splits=C.kfold_splits(ids, folds),
+            started=t0,
+            extra_meta={"description": "concrete cracks (Tomaszewicz & Owerko 2023), generic image/mask layout"},
+            notes=[f"image/mask folder pairs: {[str(p[0].relative_to(raw)) for p in pairs]}"],
+        )
     return out

@@ -73,8 +73,15 @@ def _convert_case(case: str, img_path: Path, manual: Path, mask: Path, split: st
     C.write_png(tmp / f"masks{split}" / f"{case}.png", fov)
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
-            include_test: bool = True, folds: int = 5) -> Path:
+def convert(
+    raw: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    include_test: bool = True,
+    folds: int = 5,
+) -> Path:
     """Convert a DRIVE download at ``raw`` into ``out`` (see the module docstring); ``workers``
     processes convert the images in parallel."""
     t0 = time.time()
@@ -96,10 +103,22 @@ def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1,
         jobs = [(*c, "Tr", stage.tmp) for c in train] + [(*c, "Ts", stage.tmp) for c in test]
         C.map_cases(_convert_case, jobs, workers=workers, desc=NAME)
         fold_list = splits(folds) if train_ids == expected else C.kfold_splits(train_ids, folds)
-        C.finish(stage, name=FOLDER, channel_names={0: "R", 1: "G", 2: "B"}, labels=LABELS,
-                 train_cases=train_ids, test_cases=[c[0] for c in test], file_ending=".png", dims=2,
-                 splits=fold_list, extra_folders=("masksTr",), started=t0,
-                 extra_meta={"fov_masks": {"Tr": "masksTr", "Ts": "masksTs" if test else None},
-                             "description": "DRIVE retinal vessels (Staal et al. 2004); FOV masks in masksTr/masksTs"},
-                 notes=[n for n in (note, f"FOV masks written to masksTr{'/masksTs' if test else ''}") if n])
+        C.finish(
+            stage,
+            name=FOLDER,
+            channel_names={0: "R", 1: "G", 2: "B"},
+            labels=LABELS,
+            train_cases=train_ids,
+            test_cases=[c[0] for c in test],
+            file_ending=".png",
+            dims=2,
+            splits=fold_list,
+            extra_folders=("masksTr",),
+            started=t0,
+            extra_meta={
+                "fov_masks": {"Tr": "masksTr", "Ts": "masksTs" if test else None},
+                "description": "DRIVE retinal vessels (Staal et al. 2004); FOV masks in masksTr/masksTs",
+            },
+            notes=[n for n in (note, f"FOV masks written to masksTr{'/masksTs' if test else ''}") if n],
+        )
     return out

@@ -72,17 +72,23 @@ def _detect(raw: Path, prefer: str | None) -> tuple[str, dict[str, list[tuple[st
         train = C.find_dir(raw, "train/sat", required=False)
         if train is not None:
             base = train.parent.parent
-            out = {"Tr": [("train", train, base / "train" / "map")], "Ts": [("test", base / "test" / "sat", base / "test" / "map")]}
+            out = {
+                "Tr": [("train", train, base / "train" / "map")],
+                "Ts": [("test", base / "test" / "sat", base / "test" / "map")],
+            }
             if (base / "valid" / "sat").is_dir():
                 out["Tr"].append(("valid", base / "valid" / "sat", base / "valid" / "map"))
             return "original", out
         tried.append("train/sat")
     if prefer in (None, "kaggle", "kaggle_tiff", "kaggle_png"):
-        for fmt in (("tiff", "png") if prefer in (None, "kaggle", "kaggle_tiff") else ("png",)):
+        for fmt in ("tiff", "png") if prefer in (None, "kaggle", "kaggle_tiff") else ("png",):
             train = C.find_dir(raw, f"{fmt}/train", required=False)
             if train is not None and (train.parent / "train_labels").is_dir():
                 base = train.parent
-                out = {"Tr": [("train", train, base / "train_labels")], "Ts": [("test", base / "test", base / "test_labels")]}
+                out = {
+                    "Tr": [("train", train, base / "train_labels")],
+                    "Ts": [("test", base / "test", base / "test_labels")],
+                }
                 if (base / "val").is_dir():
                     out["Tr"].append(("valid", base / "val", base / "val_labels"))
                 return f"kaggle_{fmt}", out
@@ -91,8 +97,10 @@ def _detect(raw: Path, prefer: str | None) -> tuple[str, dict[str, list[tuple[st
         train = C.find_dir(raw, "training/input", required=False)
         if train is not None:
             base = train.parent.parent
-            return "ideal", {"Tr": [("train", train, base / "training" / "output")],
-                             "Ts": [("test", base / "testing" / "input", base / "testing" / "output")]}
+            return "ideal", {
+                "Tr": [("train", train, base / "training" / "output")],
+                "Ts": [("test", base / "testing" / "input", base / "testing" / "output")],
+            }
         tried.append("training/input")
     raise C.ConversionError(f"{raw}: no Massachusetts Roads layout found (looked for {', '.join(tried)})")
 
@@ -123,8 +131,16 @@ def _pairs(layout: str, tag: str, img_dir: Path, lab_dir: Path) -> tuple[list[tu
     return pairs, skipped
 
 
-def _convert_case(case: str, img_path: Path, lab_path: Path, split: str, tmp: Path, nodata: str,
-                  min_component: int, threshold: float | None) -> tuple[int, int]:
+def _convert_case(
+    case: str,
+    img_path: Path,
+    lab_path: Path,
+    split: str,
+    tmp: Path,
+    nodata: str,
+    min_component: int,
+    threshold: float | None,
+) -> tuple[int, int]:
     image = C.read_raster(img_path)
     image = C.to_rgb(image, img_path)
     label = C.binary_mask(C.read_raster(lab_path), lab_path, threshold=threshold)
@@ -139,17 +155,33 @@ def _convert_case(case: str, img_path: Path, lab_path: Path, split: str, tmp: Pa
     return nd, label.size
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
-            nodata: str = "ignore", min_component: int = 50, layout: str | None = None,
-            mask_threshold: float | None = None, folds: int = 5) -> Path:
+def convert(
+    raw: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    nodata: str = "ignore",
+    min_component: int = 50,
+    layout: str | None = None,
+    mask_threshold: float | None = None,
+    folds: int = 5,
+) -> Path:
     """Convert a Massachusetts Roads download at ``raw`` into ``out`` (see the module docstring)."""
     t0 = time.time()
     raw, out = Path(raw), C.default_out(FOLDER, out)
     if nodata not in NODATA_MODES:
         raise ValueError(f"nodata must be one of {NODATA_MODES}, got {nodata!r}")
     found, groups = _detect(raw, layout)
-    params = {"converter": NAME, "raw": str(raw.resolve()), "layout": found, "nodata": nodata,
-              "min_component": min_component, "mask_threshold": mask_threshold, "folds": folds}
+    params = {
+        "converter": NAME,
+        "raw": str(raw.resolve()),
+        "layout": found,
+        "nodata": nodata,
+        "min_component": min_component,
+        "mask_threshold": mask_threshold,
+        "folds": folds,
+    }
     stage = C.Staging(out, params, overwrite=overwrite)
     if stage.done:
         print(f"{NAME}: {out} is already converted from {raw} with these settings")
@@ -163,16 +195,35 @@ def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1,
                 cases[split].append(case)
                 jobs.append((case, img, lab, split))
     with stage:
-        res = C.map_cases(_convert_case, [(*j, stage.tmp, nodata, min_component, mask_threshold) for j in jobs],
-                          workers=workers, desc=NAME)
+        res = C.map_cases(
+            _convert_case,
+            [(*j, stage.tmp, nodata, min_component, mask_threshold) for j in jobs],
+            workers=workers,
+            desc=NAME,
+        )
         nd_fraction = sum(r[0] for r in res) / max(1, sum(r[1] for r in res))
         labels = dict(LABELS, ignore=IGNORE) if nodata == "ignore" else dict(LABELS)
-        C.finish(stage, name=FOLDER, channel_names={0: "R", 1: "G", 2: "B"}, labels=labels,
-                 train_cases=cases["Tr"], test_cases=cases["Ts"], file_ending=".png", dims=2,
-                 splits=C.kfold_splits(cases["Tr"], folds), started=t0,
-                 extra_meta={"source_layout": found, "nodata": nodata,
-                             "description": "Massachusetts Roads (Mnih 2013); label 2 = no-data (ignore)"
-                             if nodata == "ignore" else "Massachusetts Roads (Mnih 2013)"},
-                 notes=[f"layout {found}; no-data pixels: {nd_fraction:.4f} of all ({nodata})",
-                        f"unlabelled training images skipped: {skipped}"])
+        C.finish(
+            stage,
+            name=FOLDER,
+            channel_names={0: "R", 1: "G", 2: "B"},
+            labels=labels,
+            train_cases=cases["Tr"],
+            test_cases=cases["Ts"],
+            file_ending=".png",
+            dims=2,
+            splits=C.kfold_splits(cases["Tr"], folds),
+            started=t0,
+            extra_meta={
+                "source_layout": found,
+                "nodata": nodata,
+                "description": "Massachusetts Roads (Mnih 2013); label 2 = no-data (ignore)"
+                if nodata == "ignore"
+                else "Massachusetts Roads (Mnih 2013)",
+            },
+            notes=[
+                f"layout {found}; no-data pixels: {nd_fraction:.4f} of all ({nodata})",
+                f"unlabelled training images skipped: {skipped}",
+            ],
+        )
     return out

@@ -58,7 +58,8 @@ def _detect(raw: Path, release: str | None) -> tuple[str, Path]:
         if imgs is not None and any(imgs.glob("*.mha")):
             return "2", imgs.parent
     raise C.ConversionError(
-        f"{raw}: no ToothFairy release found (expected P<n>/data.npy folders, or imagesTr/*.mha of ToothFairy2)")
+        f"{raw}: no ToothFairy release found (expected P<n>/data.npy folders, or imagesTr/*.mha of ToothFairy2)"
+    )
 
 
 def _patient_key(name: str) -> tuple[int, str]:
@@ -79,8 +80,15 @@ def _convert_2023(case: str, folder: Path, split: str, tmp: Path, spacing: float
     write_image(tmp / f"labels{split}" / f"{case}.nii.gz", label.astype(np.uint8), {"affine": affine})
 
 
-def _convert_tf2(case: str, img_path: Path, lab_path: Path, split: str, tmp: Path, iac: tuple[int, ...],
-                 allowed: tuple[int, ...] | None) -> None:
+def _convert_tf2(
+    case: str,
+    img_path: Path,
+    lab_path: Path,
+    split: str,
+    tmp: Path,
+    iac: tuple[int, ...],
+    allowed: tuple[int, ...] | None,
+) -> None:
     image, affine = C.read_mha(img_path)
     label, laff = C.read_mha(lab_path)
     C.check_same_shape(image.shape, label.shape, img_path, lab_path)
@@ -94,14 +102,29 @@ def _convert_tf2(case: str, img_path: Path, lab_path: Path, split: str, tmp: Pat
     write_image(tmp / f"labels{split}" / f"{case}.nii.gz", canal, {"affine": affine})
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
-            release: str | None = None, spacing: float = 0.3, test_fraction: float = 0.2, folds: int = 5) -> Path:
+def convert(
+    raw: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    release: str | None = None,
+    spacing: float = 0.3,
+    test_fraction: float = 0.2,
+    folds: int = 5,
+) -> Path:
     """Convert a ToothFairy (2023) or ToothFairy2 download at ``raw`` into ``out``."""
     t0 = time.time()
     raw, out = Path(raw), C.default_out(FOLDER, out)
     found, base = _detect(raw, None if release is None else str(release))
-    params = {"converter": NAME, "raw": str(raw.resolve()), "release": found, "spacing": spacing,
-              "test_fraction": test_fraction, "folds": folds}
+    params = {
+        "converter": NAME,
+        "raw": str(raw.resolve()),
+        "release": found,
+        "spacing": spacing,
+        "test_fraction": test_fraction,
+        "folds": folds,
+    }
     stage = C.Staging(out, params, overwrite=overwrite)
     if stage.done:
         print(f"{NAME}: {out} is already converted from {raw} with these settings")
@@ -115,8 +138,10 @@ def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1,
                 raise C.ConversionError(f"{p / 'data.npy'}: CBCT volume missing beside {p / 'gt_alpha.npy'}")
         if not dense:
             raise C.ConversionError(f"{base}: no patient folder holds gt_alpha.npy (dense annotation)")
-        notes.append(f"ToothFairy 2023: {len(dense)} patients with dense labels used, "
-                     f"{len(patients) - len(dense)} without skipped")
+        notes.append(
+            f"ToothFairy 2023: {len(dense)} patients with dense labels used, "
+            f"{len(patients) - len(dense)} without skipped"
+        )
         cases = {f"toothfairy_{p.name}": p for p in dense}
         split_file = base / "splits.json"
         test = set()
@@ -150,16 +175,31 @@ def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1,
         if not cases:
             raise C.ConversionError(f"{img_dir}: no *_0000.mha images")
         test = C.holdout({c: c for c in cases}, test_fraction)
-        notes.append(f"ToothFairy2: labels {iac} (left/right IAC) merged into 1; others -> 0; "
-                     f"test set: deterministic {test_fraction:.0%} hold-out (seed {C.SPLIT_SEED})")
+        notes.append(
+            f"ToothFairy2: labels {iac} (left/right IAC) merged into 1; others -> 0; "
+            f"test set: deterministic {test_fraction:.0%} hold-out (seed {C.SPLIT_SEED})"
+        )
         jobs = [(c, i, lab, "Ts" if c in test else "Tr", stage.tmp, iac, allowed) for c, (i, lab) in cases.items()]
         fn = _convert_tf2
     train_cases = sorted(c for c in cases if c not in test)
     with stage:
         C.map_cases(fn, jobs, workers=workers, desc=NAME)
-        C.finish(stage, name=FOLDER, channel_names={0: "CT"}, labels=LABELS, train_cases=train_cases,
-                 test_cases=sorted(test), file_ending=".nii.gz", dims=3,
-                 splits=C.kfold_splits(train_cases, folds), started=t0, notes=notes,
-                 extra_meta={"source_release": found, "resampled": False,
-                             "description": "ToothFairy inferior alveolar canal in CBCT (binary)"})
+        C.finish(
+            stage,
+            name=FOLDER,
+            channel_names={0: "CT"},
+            labels=LABELS,
+            train_cases=train_cases,
+            test_cases=sorted(test),
+            file_ending=".nii.gz",
+            dims=3,
+            splits=C.kfold_splits(train_cases, folds),
+            started=t0,
+            notes=notes,
+            extra_meta={
+                "source_release": found,
+                "resampled": False,
+                "description": "ToothFairy inferior alveolar canal in CBCT (binary)",
+            },
+        )
     return out

@@ -29,8 +29,21 @@ from skelrecall.io import write_image
 
 NAME = "topcow"
 FOLDERS = {"binary": "Dataset805_TopCoWBinary", "multiclass": "Dataset806_TopCoWMulticlass"}
-CLASS_NAMES = ("BA", "R-PCA", "L-PCA", "R-ICA", "R-MCA", "L-ICA", "L-MCA", "R-Pcom", "L-Pcom", "Acom",
-               "R-ACA", "L-ACA", "3rd-A2")
+CLASS_NAMES = (
+    "BA",
+    "R-PCA",
+    "L-PCA",
+    "R-ICA",
+    "R-MCA",
+    "L-ICA",
+    "L-MCA",
+    "R-Pcom",
+    "L-Pcom",
+    "Acom",
+    "R-ACA",
+    "L-ACA",
+    "3rd-A2",
+)
 SOURCE_VALUES = (*range(1, 13), 15)  # release values of CLASS_NAMES
 MULTICLASS_LABELS = {"background": 0, **{n: i + 1 for i, n in enumerate(CLASS_NAMES)}}
 BINARY_LABELS = {"background": 0, "vessel": 1}
@@ -64,8 +77,17 @@ def _convert_case(case: str, img_path: Path, lab_path: Path, split: str, tmp: Pa
     write_image(tmp / f"labels{split}" / f"{case}.nii.gz", out_label, {"affine": imeta["affine"]})
 
 
-def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
-            mode: str = "multiclass", modality: str = "both", test_fraction: float = 0.2, folds: int = 5) -> Path:
+def convert(
+    raw: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    mode: str = "multiclass",
+    modality: str = "both",
+    test_fraction: float = 0.2,
+    folds: int = 5,
+) -> Path:
     """Convert a TopCoW 2023 download at ``raw`` into ``out`` (``mode``: binary | multiclass;
     ``modality``: both | ct | mr)."""
     t0 = time.time()
@@ -82,8 +104,13 @@ def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1,
             break
     if lab_dir is None:
         raise C.ConversionError(f"{img_dir.parent / 'cow_seg_labelsTr'}: label folder missing beside {img_dir}")
-    params = {"converter": f"topcow_{mode}", "raw": str(raw.resolve()), "modality": modality,
-              "test_fraction": test_fraction, "folds": folds}
+    params = {
+        "converter": f"topcow_{mode}",
+        "raw": str(raw.resolve()),
+        "modality": modality,
+        "test_fraction": test_fraction,
+        "folds": folds,
+    }
     stage = C.Staging(out, params, overwrite=overwrite)
     if stage.done:
         print(f"topcow_{mode}: {out} is already converted from {raw} with these settings")
@@ -103,40 +130,94 @@ def convert(raw: str | Path, out: str | Path | None = None, *, workers: int = 1,
         groups[case] = m.group(2).lstrip("0") if m else case
         modalities[case] = mod
     if not cases:
-        raise C.ConversionError(f"{img_dir}: no *_0000.nii.gz images" + ("" if modality == "both" else f" of modality {modality}"))
-    orphans = sorted({p.name[: -len(".nii.gz")] for p in lab_dir.glob("*.nii.gz")}
-                     - {p.name[: -len("_0000.nii.gz")] for p in img_dir.glob("*_0000.nii.gz")})
+        raise C.ConversionError(
+            f"{img_dir}: no *_0000.nii.gz images" + ("" if modality == "both" else f" of modality {modality}")
+        )
+    orphans = sorted(
+        {p.name[: -len(".nii.gz")] for p in lab_dir.glob("*.nii.gz")}
+        - {p.name[: -len("_0000.nii.gz")] for p in img_dir.glob("*_0000.nii.gz")}
+    )
     if orphans:
         raise C.ConversionError(f"{lab_dir / (orphans[0] + '.nii.gz')}: label without an image in {img_dir}")
     test = C.holdout(groups, test_fraction)
     train_cases = sorted(c for c in cases if c not in test)
     labels = MULTICLASS_LABELS if mode == "multiclass" else BINARY_LABELS
-    extra = {"modality": modalities, "resampled": False,
-             "description": f"TopCoW 2023 Circle of Willis ({mode}); test = {test_fraction:.0%} of patients held out"}
+    extra = {
+        "modality": modalities,
+        "resampled": False,
+        "description": f"TopCoW 2023 Circle of Willis ({mode}); test = {test_fraction:.0%} of patients held out",
+    }
     if mode == "multiclass":
         extra["source_label_values"] = dict(zip(CLASS_NAMES, SOURCE_VALUES))
     with stage:
-        C.map_cases(partial(_convert_case, mode=mode),
-                    [(c, i, lab, "Ts" if c in test else "Tr", stage.tmp) for c, (i, lab) in cases.items()],
-                    workers=workers, desc=f"topcow_{mode}")
-        C.finish(stage, name=FOLDERS[mode], channel_names={0: "angio"}, labels=labels, train_cases=train_cases,
-                 test_cases=sorted(test), file_ending=".nii.gz", dims=3,
-                 splits=C.kfold_splits(train_cases, folds, groups=groups), started=t0, extra_meta=extra,
-                 notes=[f"{len(set(groups.values()))} patients; test = {len(set(groups[c] for c in test))} "
-                        f"patients held out (seed {C.SPLIT_SEED})"
-                        + ("; label 15 (3rd-A2) -> 13" if mode == "multiclass" else "; any vessel -> 1")])
+        C.map_cases(
+            partial(_convert_case, mode=mode),
+            [(c, i, lab, "Ts" if c in test else "Tr", stage.tmp) for c, (i, lab) in cases.items()],
+            workers=workers,
+            desc=f"topcow_{mode}",
+        )
+        C.finish(
+            stage,
+            name=FOLDERS[mode],
+            channel_names={0: "angio"},
+            labels=labels,
+            train_cases=train_cases,
+            test_cases=sorted(test),
+            file_ending=".nii.gz",
+            dims=3,
+            splits=C.kfold_splits(train_cases, folds, groups=groups),
+            started=t0,
+            extra_meta=extra,
+            notes=[
+                f"{len(set(groups.values()))} patients; test = {len(set(groups[c] for c in test))} "
+                f"patients held out (seed {C.SPLIT_SEED})"
+                + ("; label 15 (3rd-A2) -> 13" if mode == "multiclass" else "; any vessel -> 1")
+            ],
+        )
     return out
 
 
-def convert_binary(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
-                   modality: str = "both", test_fraction: float = 0.2, folds: int = 5) -> Path:
+def convert_binary(
+    raw: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    modality: str = "both",
+    test_fraction: float = 0.2,
+    folds: int = 5,
+) -> Path:
     """TopCoW -> ``Dataset805_TopCoWBinary`` (any vessel -> 1); see :func:`convert`."""
-    return convert(raw, out, workers=workers, overwrite=overwrite, mode="binary", modality=modality,
-                   test_fraction=test_fraction, folds=folds)
+    return convert(
+        raw,
+        out,
+        workers=workers,
+        overwrite=overwrite,
+        mode="binary",
+        modality=modality,
+        test_fraction=test_fraction,
+        folds=folds,
+    )
 
 
-def convert_multiclass(raw: str | Path, out: str | Path | None = None, *, workers: int = 1, overwrite: bool = False,
-                       modality: str = "both", test_fraction: float = 0.2, folds: int = 5) -> Path:
+def convert_multiclass(
+    raw: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    modality: str = "both",
+    test_fraction: float = 0.2,
+    folds: int = 5,
+) -> Path:
     """TopCoW -> ``Dataset806_TopCoWMulticlass`` (13 consecutive vessel classes); see :func:`convert`."""
-    return convert(raw, out, workers=workers, overwrite=overwrite, mode="multiclass", modality=modality,
-                   test_fraction=test_fraction, folds=folds)
+    return convert(
+        raw,
+        out,
+        workers=workers,
+        overwrite=overwrite,
+        mode="multiclass",
+        modality=modality,
+        test_fraction=test_fraction,
+        folds=folds,
+    )
