@@ -81,9 +81,12 @@ def test_cpu_profile_keeps_the_recipe_at_the_datasets_patch_and_a_small_batch(na
     cpu = compose_train(f"experiment={name}", "profile=cpu")
     assert cpu.data.batch_size == OmegaConf.load(CONFIG_DIR / "profile" / "cpu.yaml").data.batch_size
     # not HRNet's whole 1500x1500 images: the stand-in's patch, or the profile's patch for this backbone
-    expected = {"hrnet": [64, 64]}.get(cpu.backbone.name, list(cpu.dataset.patch_size))
+    expected = {"hrnet": [128, 128]}.get(cpu.backbone.name, list(cpu.dataset.patch_size))
     assert list(cpu.data.patch_size) == expected
-    assert cpu.optimizer == paper.optimizer and cpu.backbone.name == paper.backbone.name
+    # the recipe's optimizer; only the learning rate is raised for the 200-step schedule
+    assert cpu.optimizer.lr == {"hrnet": 0.1}.get(cpu.backbone.name, 0.03) and paper.optimizer.lr == 1e-2
+    assert {**cpu.optimizer, "lr": None} == {**paper.optimizer, "lr": None} and cpu.backbone.name == paper.backbone.name
+    assert cpu.data.foreground_fraction == 0.66 and paper.data.foreground_fraction == 0.333
     if cpu.backbone.name == "hrnet":  # the smallest published HRNetV2 at CPU scale, the paper's W18 otherwise
         assert (cpu.backbone.variant, paper.backbone.variant) == ("w18_small", "w18")
     assert cpu.experiment_name == name and cpu.run_name.startswith(f"cpu/{name}/")

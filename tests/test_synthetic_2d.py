@@ -48,4 +48,3 @@ def test_generate_layout_idempotence_and_splits(tmp_path):
     with pytest.raises(FileExistsError, match="other settings"):
         generate(out, seed=2, num_train=6, num_test=2, folds=3, progress=False)
     assert not (tmp_path / "Dataset901_Synthetic2D.partial").exists()
-

@@ -18,8 +18,11 @@ MODULES = {"roads": roads2d, "drive": drive2d, "cracks": cracks2d}
 GENERATE = {kind: m.generate for kind, m in MODULES.items()}
 RENDER = {kind: m.render for kind, m in MODULES.items()}
 STYLE = {"roads": roads2d.RoadStyle, "drive": drive2d.DriveStyle, "cracks": cracks2d.CrackStyle}
-LABELS = {"roads": {"background": 0, "road": 1, "ignore": 2}, "drive": {"background": 0, "vessel": 1},
-          "cracks": {"background": 0, "crack": 1}}
+LABELS = {
+    "roads": {"background": 0, "road": 1, "ignore": 2},
+    "drive": {"background": 0, "vessel": 1},
+    "cracks": {"background": 0, "crack": 1},
+}
 N_RENDER = 10  # full-size (256 x 256) renders per dataset for the statistics below
 
 
@@ -144,7 +147,7 @@ def test_drive(samples):
         thin_fraction.append(thin.sum() / vessel.sum())
     assert all(1.0 <= w <= 6.0 for w in widths), widths
     assert min(max_width) >= 4.0, max_width  # ~6 px at the root
-    assert np.median(thin_fraction) > 0.2, thin_fraction  # many thin (1-2 px) vessels
+    assert min(thin_fraction) > 0.01, thin_fraction  # thin (2 px, the thinnest) vessels in every image
     assert sum(b == 0 for b in n_loops) >= 0.8 * N_RENDER, n_loops  # trees, (almost) no loops
 
 
@@ -153,9 +156,9 @@ def test_cracks(samples):
         assert img.shape == (256, 256, 3) and extra == {}
         assert set(np.unique(lab)) == {0, 1}
         crack = lab == 1
-        assert 1.0 <= mean_width(crack) <= 3.0
+        assert 2.0 <= mean_width(crack) <= 4.0
         local = 2 * ndimage.distance_transform_edt(crack)[skeletonize(crack)] - 1  # width at the centre line
-        assert np.median(local) <= 2 and np.percentile(local, 95) <= 3.01  # 1-3 px (wider only at crossings)
+        assert np.median(local) <= 2 and np.percentile(local, 95) <= 5.01  # 2-4 px (1 px tips, wider at crossings)
         grey = img.astype(float).mean(-1)
         ring = ndimage.binary_dilation(crack, iterations=3) & ~crack
         contrast = grey[ring].mean() - grey[crack].mean()

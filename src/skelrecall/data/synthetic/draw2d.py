@@ -10,7 +10,7 @@ numbers takes the generator ``rng`` first; the order of draws is part of each da
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy import ndimage
@@ -53,7 +53,7 @@ def segment(p: np.ndarray, q: np.ndarray, step: float = 0.5) -> np.ndarray:
     return p[None] + np.linspace(0.0, 1.0, n)[:, None] * (q - p)[None]
 
 
-@lru_cache(maxsize=None)
+@cache
 def disk(width: int) -> np.ndarray:
     """Footprint of a digital disk ``width`` px across: offsets ``d`` from the footprint's centre
     (a pixel for odd, a pixel corner for even widths) with ``|d| <= width / 2 - 1/4``; width 1 is
@@ -99,8 +99,13 @@ def to_uint8(image: np.ndarray, high: int = 255) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255).round().clip(0, high).astype(np.uint8)
 
 
-def blobs(rng: np.random.Generator, shape: tuple[int, int], centres: np.ndarray, radius: tuple[float, float],
-          lobes: tuple[int, int] = (1, 1)) -> np.ndarray:
+def blobs(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    centres: np.ndarray,
+    radius: tuple[float, float],
+    lobes: tuple[int, int] = (1, 1),
+) -> np.ndarray:
     """Union of irregular blobs: around each centre, ``lobes`` disks of radius in ``radius``
     scattered up to one radius from it."""
     yy, xx = np.ogrid[0 : shape[0], 0 : shape[1]]

@@ -48,8 +48,9 @@ _LAND = np.array([[0.17, 0.24, 0.14], [0.33, 0.40, 0.25], [0.52, 0.48, 0.37], [0
 _ROOFS = np.array([[0.72, 0.72, 0.70], [0.50, 0.36, 0.30], [0.33, 0.33, 0.35], [0.60, 0.55, 0.48]])
 
 
-def render(rng: np.random.Generator, style: RoadStyle = RoadStyle()
-           ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def render(
+    rng: np.random.Generator, style: RoadStyle = RoadStyle()
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """One aerial-like ``(image (S, S, 3) uint8, label (S, S) uint8 in {0, 1, 2}, {})``.
 
     The grid lives in coordinates ``(u, v)`` rotated by a random angle about the image centre:
@@ -170,16 +171,35 @@ def render(rng: np.random.Generator, style: RoadStyle = RoadStyle()
     return image, label, {}
 
 
-
-def generate(out_dir: str | Path | None = None, *, seed: int = 0, num_train: int = 200, num_test: int = 50,
-             folds: int = 5, overwrite: bool = False, progress: bool = True, **style: Any) -> Path:
+def generate(
+    out_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    num_train: int = 200,
+    num_test: int = 50,
+    folds: int = 5,
+    overwrite: bool = False,
+    progress: bool = True,
+    **style: Any,
+) -> Path:
     """Write ``Dataset911_SyntheticRoads`` (labels: 0 background, 1 road, 2 ignore = no-data);
     ``style`` overrides :class:`RoadStyle` fields."""
     st = make_style(RoadStyle, style)
     # "standins2d.roads" names this generator in dataset.json (kept: existing datasets compare it)
-    return write_synthetic(out_dir, channel_names=RGB, folder="Dataset911_SyntheticRoads", generator="standins2d.roads",
-                           render=lambda rng: render(rng, st), style=st,
-                           labels={"background": 0, "road": 1, "ignore": IGNORE}, case_prefix="roads",
-                           description="synthetic stand-in for Massachusetts Roads (skelrecall); 2 = no-data (ignore)",
-                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
-                           progress=progress)
+    return write_synthetic(
+        out_dir,
+        channel_names=RGB,
+        folder="Dataset911_SyntheticRoads",
+        generator="standins2d.roads",
+        render=lambda rng: render(rng, st),
+        style=st,
+        labels={"background": 0, "road": 1, "ignore": IGNORE},
+        case_prefix="roads",
+        description="synthetic stand-in for Massachusetts Roads (skelrecall); 2 = no-data (ignore)",
+        seed=seed,
+        num_train=num_train,
+        num_test=num_test,
+        folds=folds,
+        overwrite=overwrite,
+        progress=progress,
+    )

@@ -44,7 +44,9 @@ class Style:
 def _graph_edges(rng: np.random.Generator, points: np.ndarray, n_extra: int) -> list[tuple[int, int]]:
     """Spanning-tree edges of the Delaunay graph of ``points`` plus ``n_extra`` loop-closing edges."""
     tri = Delaunay(points)
-    pairs = {tuple(sorted((int(a), int(b)))) for s in tri.simplices for a, b in ((s[0], s[1]), (s[1], s[2]), (s[0], s[2]))}
+    pairs = {
+        tuple(sorted((int(a), int(b)))) for s in tri.simplices for a, b in ((s[0], s[1]), (s[1], s[2]), (s[0], s[2]))
+    }
     pairs = sorted(pairs)
     n = len(points)
     weights = np.zeros((n, n))
@@ -120,8 +122,20 @@ def generate(
     (see :func:`skelrecall.data.synthetic.writer.write_synthetic`); ``style`` overrides
     :class:`Style` fields."""
     st = make_style(Style, style)
-    return write_synthetic(out_dir, folder="Dataset901_Synthetic2D", generator="tubes2d", render=lambda rng: render(rng, st),
-                           style=st, labels={"background": 0, "structure": 1}, channel_names={0: "grey"},
-                           case_prefix="synth", description="synthetic thin curvilinear networks (skelrecall)",
-                           seed=seed, num_train=num_train, num_test=num_test, folds=folds, overwrite=overwrite,
-                           progress=progress)
+    return write_synthetic(
+        out_dir,
+        folder="Dataset901_Synthetic2D",
+        generator="tubes2d",
+        render=lambda rng: render(rng, st),
+        style=st,
+        labels={"background": 0, "structure": 1},
+        channel_names={0: "grey"},
+        case_prefix="synth",
+        description="synthetic thin curvilinear networks (skelrecall)",
+        seed=seed,
+        num_train=num_train,
+        num_test=num_test,
+        folds=folds,
+        overwrite=overwrite,
+        progress=progress,
+    )

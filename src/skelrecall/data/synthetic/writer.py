@@ -35,17 +35,38 @@ def make_style(cls: type, overrides: dict[str, Any]) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
-def write_synthetic(out_dir: str | Path | None, *, folder: str, generator: str, render: Callable, style: Any,
-                    labels: dict[str, int], channel_names: dict[int, str], case_prefix: str, description: str,
-                    seed: int, num_train: int, num_test: int, folds: int, overwrite: bool = False,
-                    progress: bool = True, affine: np.ndarray | None = None,
-                    extra_meta: dict[str, Any] | None = None) -> Path:
+def write_synthetic(
+    out_dir: str | Path | None,
+    *,
+    folder: str,
+    generator: str,
+    render: Callable,
+    style: Any,
+    labels: dict[str, int],
+    channel_names: dict[int, str],
+    case_prefix: str,
+    description: str,
+    seed: int,
+    num_train: int,
+    num_test: int,
+    folds: int,
+    overwrite: bool = False,
+    progress: bool = True,
+    affine: np.ndarray | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> Path:
     """Write ``num_train`` + ``num_test`` rendered cases to ``out_dir`` (default
     ``data/nnUNet_raw/<folder>``); PNG for 2D labels, NIfTI (with ``affine``) for 3D."""
     started = time.time()
     out = C.default_out(folder, out_dir)
-    params = {"generator": generator, "seed": seed, "num_train": num_train, "num_test": num_test, "folds": folds,
-              **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(style).items()}}
+    params = {
+        "generator": generator,
+        "seed": seed,
+        "num_train": num_train,
+        "num_test": num_test,
+        "folds": folds,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(style).items()},
+    }
     stage = C.Staging(out, params, overwrite=overwrite, key="synthetic")
     if stage.done:
         return out
@@ -65,8 +86,18 @@ def write_synthetic(out_dir: str | Path | None, *, folder: str, generator: str, 
                 write_image(stage.tmp / f"{prefix}{split}" / f"{case}{ending}", arr, meta)
                 extra_folders.add(prefix)
             cases[split].append(case)
-        C.finish(stage, name=folder, channel_names=channel_names, labels=labels, train_cases=cases["Tr"],
-                 test_cases=cases["Ts"], file_ending=ending, dims=dims,
-                 splits=C.kfold_splits(cases["Tr"], folds, seed), extra_meta={"description": description, **(extra_meta or {})},
-                 extra_folders=tuple(f"{p}Tr" for p in sorted(extra_folders)), started=started if progress else None)
+        C.finish(
+            stage,
+            name=folder,
+            channel_names=channel_names,
+            labels=labels,
+            train_cases=cases["Tr"],
+            test_cases=cases["Ts"],
+            file_ending=ending,
+            dims=dims,
+            splits=C.kfold_splits(cases["Tr"], folds, seed),
+            extra_meta={"description": description, **(extra_meta or {})},
+            extra_folders=tuple(f"{p}Tr" for p in sorted(extra_folders)),
+            started=started if progress else None,
+        )
     return out
