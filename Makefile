@@ -63,8 +63,8 @@ sweep: install ## Hydra multirun: make sweep ARGS="loss=dice_ce,skeleton_recall 
 predict: install ## label maps of new images: make predict RUN="run_dir [run_dir ...]" IN=folder|DATASET_FOLDER:Ts OUT=dir
 	$(BIN)/skelrecall-predict -i "$(IN)" -o "$(OUT)" $(foreach r,$(RUN),--run "$(r)") $(ARGS)
 
-evaluate: install ## score a folder: make evaluate PRED=dir LABELS=dir
-	$(BIN)/skelrecall-evaluate --pred "$(PRED)" --labels "$(LABELS)"
+evaluate: install ## score a folder: make evaluate PRED=dir LABELS=dir [DATASET_JSON=file]
+	$(BIN)/skelrecall-evaluate --pred "$(PRED)" --labels "$(LABELS)" $(if $(DATASET_JSON),--dataset-json "$(DATASET_JSON)")
 
 report: install ## tables 2/3 and figures from the finished runs of PROFILE (reports/$(PROFILE)/tables, figures)
 	$(BIN)/skelrecall-report --profile $(PROFILE)

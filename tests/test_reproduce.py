@@ -366,7 +366,15 @@ def test_reproduce_end_to_end_on_a_small_plan(tmp_path, capsys):
     plan_file.write_text(
         yaml.safe_dump(
             {
-                "profiles": {"smoke": {"seeds": [0, 1], "folds": [0], "data": "synthetic", "launcher": None}},
+                "profiles": {
+                    "smoke": {
+                        "seeds": [0, 1],
+                        "folds": [0],
+                        "data": "synthetic",
+                        "launcher": None,
+                        "synthetic_cases": {"num_train": 6, "num_test": 3},  # the stand-in written above
+                    }
+                },
                 "tables": {
                     "tableX": {"title": "Toy table", "paper": "paper.csv", "experiments": {"roads": "nnunet_roads"}}
                 },

@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Extra arguments are passed on to every skelrecall-train multirun "
         "(e.g. logger=csv, hydra.launcher.n_jobs=4).",
     )
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | cpu_real | paper (profiles in experiments/tables.yaml)")
+    parser.add_argument(
+        "--profile", default="cpu", help="smoke | cpu | cpu_real | paper (profiles in experiments/tables.yaml)"
+    )
     parser.add_argument("--tables", type=Path, default=SPEC_PATH, help="the plan (default: experiments/tables.yaml)")
     parser.add_argument("--only", help="comma-separated tables/figures to run, e.g. table2,w_sweep (default: all)")
     parser.add_argument(

@@ -317,6 +317,11 @@ def _fit_predict_evaluate(
     finally:
         signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C after the first
     train_seconds = time.time() - started
+    if trainer.world_size > 1 and rank_zero():  # Lightning's own line is INFO, silenced by quiet_logging
+        import torch.distributed as dist
+
+        size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else trainer.world_size
+        print(f"[skelrecall] {cfg.run_name}: trained by {size} processes", flush=True)
     if trainer.interrupted or trainer.current_epoch < trainer.max_epochs:
         raise RuntimeError(
             f"training stopped at epoch {trainer.current_epoch} of {trainer.max_epochs}; "
