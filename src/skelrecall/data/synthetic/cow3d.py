@@ -32,27 +32,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from skelrecall.data.converters.topcow import MULTICLASS_LABELS
 from skelrecall.data.synthetic.canal3d import render_tubes, smooth_noise, spline_curve
 from skelrecall.data.synthetic.writer import make_style, write_synthetic
 
 FOLDER = "Dataset903_SyntheticCoW"
 BINARY_FOLDER = "Dataset904_SyntheticCoWBinary"
-CLASS_NAMES = (
-    "BA",
-    "R-PCA",
-    "L-PCA",
-    "R-ICA",
-    "R-MCA",
-    "L-ICA",
-    "L-MCA",
-    "R-Pcom",
-    "L-Pcom",
-    "Acom",
-    "R-ACA",
-    "L-ACA",
-    "3rd-A2",
-)
-LABELS = {"background": 0, **{n: i + 1 for i, n in enumerate(CLASS_NAMES)}}
+LABELS = MULTICLASS_LABELS  # TopCoW's 13 classes, names and values as the converter writes them
 
 # Control points in normalised (z, y, x) coordinates; x < 0.5 is the patient's right.
 _RIGHT_TEMPLATE = {
